@@ -1,0 +1,1 @@
+"""Alerts: episode decisions (new / update), stable AlertIds, and the alert document."""

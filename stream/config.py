@@ -1,0 +1,177 @@
+"""Settings: every option is a flag, an environment variable RMM_STREAM_<OPTION> and a key of the
+YAML config file. Precedence: flag, then environment, then config file, then default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "RMM_STREAM_"
+
+
+class ConfigError(ValueError):
+    """Bad configuration: exit 2 with this one-line message."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # snake case: config key; flag is --name-with-dashes; env RMM_STREAM_NAME
+    kind: str  # str | int | float | bool | list
+    default: Any
+    help: str
+    commands: tuple[str, ...]
+    secret: bool = False
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+R, T, RUN = "replay", "table", "run"
+OPTIONS: list[Option] = [
+    Option(
+        "rules", "list", None, "rule file or folder (repeatable); default config/rules", (R, T, RUN)
+    ),
+    Option(
+        "store",
+        "str",
+        "memory",
+        "memory, redis://HOST:PORT/DB, rediss://... (password in the URL or "
+        "RMM_STREAM_REDIS_PASSWORD)",
+        (R, T, RUN),
+    ),
+    Option("redis_prefix", "str", "rmm:", "prefix of every Redis key", (R, T, RUN)),
+    Option(
+        "redis_buckets",
+        "int",
+        256,
+        "hash buckets of the group key (at most this many script calls per batch)",
+        (R, T, RUN),
+    ),
+    Option(
+        "as_of", "str", None, "the query's now(), ISO 8601; default the wall clock", (R, T, RUN)
+    ),
+    Option("exclusions", "str", None, "exclusions file (YAML)", (R, RUN)),
+    Option("excluded", "str", None, "write excluded events here (JSON lines)", (R, RUN)),
+    Option("alerts", "str", "-", "alerts as JSON lines to PATH or - (stdout)", (R, RUN)),
+    Option(
+        "summary", "str", None, "at end of input, the whole table as JSON lines (PATH or -)", (R,)
+    ),
+    Option("dead_letter", "str", None, "bad records as JSON lines to PATH", (R, RUN)),
+    Option("metrics_port", "int", None, "serve /metrics on this port while replaying", (R,)),
+    Option(
+        "validate_all",
+        "bool",
+        False,
+        "decode and validate every message (no prefilter; slower, for audits)",
+        (R, RUN),
+    ),
+    Option("batch_size", "int", 1000, "messages per batch", (R, RUN)),
+    Option("log_level", "str", "INFO", "DEBUG, INFO, WARNING or ERROR", (R, T, RUN)),
+    Option("log_format", "str", "text", "text or json", (R, T, RUN), choices=("text", "json")),
+]
+BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--config", default=None, help="YAML config file (env RMM_STREAM_CONFIG)")
+    for o in OPTIONS:
+        if command not in o.commands:
+            continue
+        help_text = f"{o.help} [env {o.env}]"
+        if o.kind == "bool":
+            parser.add_argument(
+                o.flag, action="store_const", const=True, default=None, help=help_text
+            )
+        elif o.kind == "list":
+            parser.add_argument(o.flag, action="append", default=None, help=help_text)
+        else:
+            parser.add_argument(o.flag, default=None, help=help_text, choices=o.choices)
+
+
+def _convert(o: Option, value: Any, where: str) -> Any:
+    try:
+        if o.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if o.kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(f"not an integer: {value!r}")
+            return int(value)
+        if o.kind == "float":
+            return float(value)
+        if o.kind == "list":
+            if isinstance(value, list):
+                return [str(v) for v in value]
+            return [v.strip() for v in str(value).split(",") if v.strip()]
+        if o.choices and str(value) not in o.choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(o.choices)}")
+        return None if value is None else str(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {o.name}: {exc}") from None
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: must be a mapping of option names to values")
+    unknown = [k for k in data if k not in BY_NAME]
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key {unknown[0]!r} (keys are option names in "
+            "snake case, e.g. redis_prefix)"
+        )
+    return data
+
+
+def resolve(
+    command: str, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    config_path = getattr(ns, "config", None) or env.get(ENV_PREFIX + "CONFIG")
+    file_values = load_config_file(config_path) if config_path else {}
+    out: dict[str, Any] = {"config": config_path}
+    for o in OPTIONS:
+        if command not in o.commands and o.name not in file_values:
+            continue
+        flag_value = getattr(ns, o.name, None)
+        if flag_value is not None:
+            out[o.name] = _convert(o, flag_value, o.flag)
+        elif o.env in env:
+            out[o.name] = _convert(o, env[o.env], o.env)
+        elif o.name in file_values:
+            out[o.name] = _convert(o, file_values[o.name], str(config_path))
+        else:
+            out[o.name] = o.default
+    return out
+
+
+def default_rules_paths() -> list[Path]:
+    for cand in (Path("config/rules"), Path(__file__).resolve().parent.parent / "config/rules"):
+        if cand.is_dir():
+            return [cand]
+    raise ConfigError("no rules given and no config/rules folder found: pass --rules PATH")

@@ -1,0 +1,1 @@
+"""Matching: Kusto string operators and compiled rule predicates."""

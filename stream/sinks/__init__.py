@@ -1,0 +1,1 @@
+"""Sinks: where alerts, dead letters, excluded events and summaries leave the process."""

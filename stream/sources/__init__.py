@@ -1,0 +1,1 @@
+"""Sources yield batches of raw messages: files and stdin here; Kafka and Event Hubs later."""
