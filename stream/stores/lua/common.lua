@@ -57,7 +57,7 @@ end
 local function schedule_future(r, gk, e)
   local nxt = redis.call('ZRANGEBYLEX', e, '(' .. r.hi .. '~', '+', 'LIMIT', 0, 1)[1]
   if nxt then
-    redis.call('ZADD', r.kp .. 'fut', tonumber(string.sub(nxt, 1, 19)) / 1e7 - r.skew_s + 0.001, gk)
+    redis.call('ZADD', r.kp .. 'fut', tonumber(string.sub(nxt, 1, 19)) / 1e7 - r.skew_s, gk)
   end
 end
 

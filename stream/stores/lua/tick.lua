@@ -1,7 +1,9 @@
 -- tick: for one bucket and every rule, re-evaluate groups whose future-dated members came in
 -- range, and fire `update` for pending changes that are due (wall clock). Returns the decisions.
 for _, r in ipairs(req.rules) do
-  local fut = redis.call('ZRANGEBYSCORE', r.kp .. 'fut', '-inf', r.now_s, 'LIMIT', 0, 1000)
+  -- Scores are seconds as doubles (about 8 us resolution): look 1 ms ahead and let evaluate()
+  -- decide exactly; a timer that fired early is armed again by schedule_future().
+  local fut = redis.call('ZRANGEBYSCORE', r.kp .. 'fut', '-inf', r.now_s + 0.001, 'LIMIT', 0, 1000)
   for _, gk in ipairs(fut) do
     redis.call('ZREM', r.kp .. 'fut', gk)
     local e = r.kp .. 'e:' .. gk
