@@ -46,6 +46,7 @@ class Stats:
     bytes: int = 0
     prefiltered: int = 0
     records: int = 0
+    skipped: int = 0
     decoded: int = 0
     other_tables: int = 0
     bad: Counter[str] = field(default_factory=Counter)
@@ -60,15 +61,19 @@ class Stats:
         secs = max(time.monotonic() - self.started, 1e-9)
         bad = ",".join(f"{k}={v}" for k, v in sorted(self.bad.items()))
         excl = sum(self.excluded.values())
+        excl_by = ",".join(f"{r}/{x}={n}" for (r, x), n in sorted(self.excluded.items()))
         alerts = ",".join(f"{k}={v}" for k, v in sorted(self.alerts.items()))
         return (
             f"rmm-stream: messages={self.messages} bytes={self.bytes} "
             f"prefiltered_out={self.prefiltered} records={self.records} "
+            f"records_prefiltered_out={self.skipped} "
             f"decoded={self.decoded} other_tables={self.other_tables} "
             f"bad={sum(self.bad.values())}"
             + (f"({bad})" if bad else "")
             + f" outside_lookback={self.outside_lookback} matched={self.matched} "
-            f"excluded={excl} alerts={sum(self.alerts.values())}"
+            f"excluded={excl}"
+            + (f"({excl_by})" if excl_by else "")
+            + f" alerts={sum(self.alerts.values())}"
             + (f"({alerts})" if alerts else "")
             + f" seconds={secs:.3f} messages/s={self.messages / secs:.0f} "
             f"MB/s={self.bytes / secs / 1e6:.1f} records/s={self.records / secs:.0f}"
@@ -142,9 +147,10 @@ class Pipeline:
         latest: dict[tuple[str, str], Event] = {}
         dead: list[dict[str, Any]] = []
         excluded_docs: list[dict[str, Any]] = []
-        prefiltered = decoded = records = other = matched = outside = 0
+        prefiltered = decoded = records = skipped = other = matched = outside = 0
         nbytes = 0
         may_match = self.prefilter.may_match
+        record_filter = may_match if self.prefilter.enabled else None
         decode = self.decoder.decode
         rules_by_table = self.rules_by_table
         lag_obs = m.event_lag.observe
@@ -155,8 +161,9 @@ class Pipeline:
             if not may_match(data):
                 prefiltered += 1
                 continue
-            dec = decode(data)
+            dec = decode(data, record_filter)
             records += dec.records
+            skipped += dec.skipped
             other += dec.other_tables
             decoded += len(dec.events)
             for bad in dec.bad:
@@ -209,6 +216,7 @@ class Pipeline:
         st.bytes += nbytes
         st.prefiltered += prefiltered
         st.records += records
+        st.skipped += skipped
         st.decoded += decoded
         st.other_tables += other
         st.matched += matched

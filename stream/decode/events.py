@@ -7,9 +7,11 @@ export (`{"Results": [...]}`) is read as a list of rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from stream.decode.schema import Kind
@@ -52,6 +54,7 @@ class Decoded:
     bad: list[BadRecord] = field(default_factory=list)
     other_tables: int = 0
     records: int = 0  # records seen in the message, good, bad and other tables
+    skipped: int = 0  # records the record-level prefilter ruled out (never decoded)
 
 
 class Checker:
@@ -113,6 +116,18 @@ class Checker:
         return Event(ticks, props, None, self.table)
 
 
+class _Envelope(msgspec.Struct):
+    """Only what tells the message shape apart; every other key is skipped unparsed."""
+
+    records: list[msgspec.Raw] | None = None
+    properties: msgspec.Raw | None = None
+    Results: msgspec.Raw | None = None
+
+
+_split_envelope = msgspec.json.Decoder(_Envelope).decode
+_split_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
 class Decoder:
     """Decodes messages for the tables that loaded rules read; other tables are counted."""
 
@@ -121,7 +136,31 @@ class Decoder:
         # A bare row (no envelope) is taken to be a row of this table.
         self.bare = next((c for c in checkers if c.table == bare_table), checkers[0])
 
-    def decode(self, data: bytes) -> Decoded:
+    def decode(self, data: bytes, record_filter: Callable[[bytes], bool] | None = None) -> Decoded:
+        """Decode a message. With record_filter, a multi-record message is first cut into its
+        records' raw bytes (msgspec skips them without building objects) and only the records
+        the filter keeps are decoded: the filter must be conservative (see prefilter.py)."""
+        if record_filter is not None:
+            raws = _split(data)
+            if raws is not None:
+                out = Decoded(records=len(raws))
+                for i, raw in enumerate(raws):
+                    rb = bytes(raw)
+                    if not record_filter(rb):
+                        out.skipped += 1
+                        continue
+                    try:
+                        rec = orjson.loads(rb)
+                    except orjson.JSONDecodeError as exc:
+                        bad = _unparsable(rb, exc)
+                        bad.index = i
+                        out.bad.append(bad)
+                        continue
+                    self._record(rec, i, out)
+                return out
+        return self._decode_whole(data)
+
+    def _decode_whole(self, data: bytes) -> Decoded:
         out = Decoded()
         try:
             body = orjson.loads(data)
@@ -147,42 +186,62 @@ class Decoder:
             out.bad.append(BadRecord("not_object", f"message is a JSON {_json_type(body)}", data))
             return out
         out.records = len(records)
-        by_category = self.by_category
         for i, rec in enumerate(records):
-            if type(rec) is not dict:
-                out.bad.append(
-                    BadRecord("not_object", f"record is {_json_type(rec)}", _dump(rec), i)
-                )
-                continue
-            if "properties" in rec or "category" in rec:
-                cat = rec.get("category")
-                checker = by_category.get(cat)  # type: ignore[arg-type]
-                if checker is None:
-                    if isinstance(cat, str):
-                        out.other_tables += 1
-                        continue
-                    out.bad.append(
-                        BadRecord("bad_envelope", "record has no category", _dump(rec), i)
-                    )
-                    continue
-                props = rec.get("properties")
-                if type(props) is not dict:
-                    out.bad.append(
-                        BadRecord("bad_envelope", "properties is not an object", _dump(rec), i)
-                    )
-                    continue
-                envelope: dict[str, Any] | None = rec
-            else:
-                props = rec
-                envelope = None
-                checker = self.bare
-            res = checker.check(props)
-            if type(res) is tuple:
-                out.bad.append(BadRecord(res[0], res[1], _dump(rec), i))
-                continue
-            res.envelope = envelope  # type: ignore[union-attr]
-            out.events.append(res)  # type: ignore[arg-type]
+            self._record(rec, i, out)
         return out
+
+    def _record(self, rec: Any, i: int, out: Decoded) -> None:
+        if type(rec) is not dict:
+            out.bad.append(BadRecord("not_object", f"record is {_json_type(rec)}", _dump(rec), i))
+            return
+        if "properties" in rec or "category" in rec:
+            cat = rec.get("category")
+            checker = self.by_category.get(cat)  # type: ignore[arg-type]
+            if checker is None:
+                if isinstance(cat, str):
+                    out.other_tables += 1
+                    return
+                out.bad.append(BadRecord("bad_envelope", "record has no category", _dump(rec), i))
+                return
+            props = rec.get("properties")
+            if type(props) is not dict:
+                out.bad.append(
+                    BadRecord("bad_envelope", "properties is not an object", _dump(rec), i)
+                )
+                return
+            envelope: dict[str, Any] | None = rec
+        else:
+            props = rec
+            envelope = None
+            checker = self.bare
+        res = checker.check(props)
+        if type(res) is tuple:
+            out.bad.append(BadRecord(res[0], res[1], _dump(rec), i))
+            return
+        res.envelope = envelope  # type: ignore[union-attr]
+        out.events.append(res)  # type: ignore[arg-type]
+
+
+def _split(data: bytes) -> list[msgspec.Raw] | None:
+    """The raw records of a {"records": [...]} or [...] message; None for any other shape or
+    for input msgspec rejects (the whole-message path then reports it exactly)."""
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # msgspec does not check the UTF-8 of the parts it skips
+        except UnicodeDecodeError:
+            return None
+    head = data[:64].lstrip()
+    try:
+        if head.startswith(b"{"):
+            env = _split_envelope(data)
+            if env.records is None or env.properties is not None:
+                return None
+            return env.records
+        if head.startswith(b"["):
+            return _split_array(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return None
 
 
 def _unparsable(data: bytes, exc: Exception) -> BadRecord:

@@ -91,4 +91,5 @@ class Prefilter:
         for lit in self.literals:
             if lit in low:
                 return True
-        return b"\\u00" in data and _LETTER_ESCAPE.search(data) is not None
+        # One regex scan is cheaper here than `in` for "\\u00": its last byte, '0', is common.
+        return _LETTER_ESCAPE.search(data) is not None

@@ -42,9 +42,12 @@ def _read_chunks(fh: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def file_batches(path: str, batch: int) -> Iterator[list[RawMessage]]:
+BATCH_BYTES = 4 << 20  # a batch also ends at this size: memory stays small and warm
+
+
+def file_batches(path: str, batch: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[RawMessage]]:
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        fh = open(path, "rb", buffering=CHUNK)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise SourceError(f"cannot read input {path}: {exc.strerror or exc}") from None
     with fh:
@@ -52,11 +55,17 @@ def file_batches(path: str, batch: int) -> Iterator[list[RawMessage]]:
             yield [RawMessage(fh.read(), path)]
             return
         out: list[RawMessage] = []
-        for msg in _lines(_read_chunks(fh), path):
-            out.append(msg)
-            if len(out) >= batch:
+        n = size = 0
+        for line in fh:  # C-level line splitting: the fastest way to walk a big file
+            n += 1
+            if len(line) <= 2 and not line.strip():
+                continue
+            out.append(RawMessage(line, path, n))
+            size += len(line)
+            if len(out) >= batch or size >= max_bytes:
                 yield out
                 out = []
+                size = 0
         if out:
             yield out
 
