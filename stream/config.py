@@ -12,10 +12,12 @@ from typing import Any
 
 import yaml
 
+from stream.errors import ConfigurationError
+
 ENV_PREFIX = "RMM_STREAM_"
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """Bad configuration: exit 2 with this one-line message."""
 
 
@@ -78,6 +80,97 @@ OPTIONS: list[Option] = [
         (R, RUN),
     ),
     Option("batch_size", "int", 1000, "messages per batch", (R, RUN)),
+    # -- the live service (`rmm-stream run`, docs/operations.md) ----------------------------
+    Option(
+        "source",
+        "str",
+        "kafka",
+        "kafka (any Kafka, and the Event Hubs Kafka endpoint with --profile eventhubs)",
+        (RUN,),
+        choices=("kafka", "eventhub"),
+    ),
+    Option(
+        "bootstrap_servers",
+        "str",
+        None,
+        "Kafka bootstrap servers HOST:PORT[,HOST:PORT] (Event Hubs: NAMESPACE.servicebus."
+        "windows.net:9093)",
+        (RUN,),
+    ),
+    Option("topic", "list", None, "input topic (repeatable, or comma separated)", (RUN,)),
+    Option("group", "str", "rmm-stream", "consumer group", (RUN,)),
+    Option(
+        "starting_position",
+        "str",
+        "latest",
+        "where a group with no committed offset starts",
+        (RUN,),
+        choices=("earliest", "latest"),
+    ),
+    Option(
+        "profile",
+        "str",
+        "",
+        "client defaults: eventhubs (SASL_SSL/PLAIN, $ConnectionString, Microsoft's timeouts)",
+        (RUN,),
+    ),
+    Option(
+        "security_protocol",
+        "str",
+        None,
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default PLAINTEXT; eventhubs: SASL_SSL)",
+        (RUN,),
+    ),
+    Option(
+        "sasl_mechanism",
+        "str",
+        None,
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default PLAIN)",
+        (RUN,),
+    ),
+    Option("sasl_username", "str", None, "SASL user (eventhubs: $ConnectionString)", (RUN,)),
+    Option(
+        "sasl_password",
+        "str",
+        None,
+        "SASL password (Event Hubs: the connection string); prefer the env var or a file",
+        (RUN,),
+        secret=True,
+    ),
+    Option("sasl_password_file", "str", None, "read the SASL password from this file", (RUN,)),
+    Option("ssl_cafile", "str", None, "CA bundle for TLS (default: the system's)", (RUN,)),
+    Option("alerts_topic", "str", None, "also send alerts to this Kafka topic", (RUN,)),
+    Option(
+        "dead_letter_topic",
+        "str",
+        None,
+        "send bad records to this Kafka topic (reason in headers)",
+        (RUN,),
+    ),
+    Option("http_port", "int", 8080, "serve /metrics, /healthz and /readyz (0: off)", (RUN,)),
+    Option(
+        "stop_after_idle",
+        "float",
+        None,
+        "exit 0 once every input partition is committed to its end and nothing arrived for "
+        "this many seconds (tests, catch-up jobs)",
+        (RUN,),
+    ),
+    Option(
+        "unhealthy_after",
+        "float",
+        300.0,
+        "/healthz fails when this worker holds partitions with lag and committed nothing for "
+        "this many seconds",
+        (RUN,),
+    ),
+    Option(
+        "batch_within",
+        "float",
+        0.5,
+        "seconds to wait for a batch to fill before processing what has arrived",
+        (RUN,),
+    ),
     Option("log_level", "str", "INFO", "DEBUG, INFO, WARNING or ERROR", (R, T, RUN)),
     Option("log_format", "str", "text", "text or json", (R, T, RUN), choices=("text", "json")),
 ]

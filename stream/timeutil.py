@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from stream.errors import ConfigurationError
+
 TICKS_PER_SECOND = 10_000_000
 TICKS_PER_MS = 10_000
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
@@ -36,7 +38,7 @@ _DURATION_UNITS = {
 _second_cache: dict[str, int] = {}
 
 
-class TimeParseError(ValueError):
+class TimeParseError(ConfigurationError):
     pass
 
 

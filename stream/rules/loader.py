@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from stream.errors import ConfigurationError
 from stream.rules.model import (
     AGGREGATE_FUNCS,
     LIST_OPS,
@@ -28,7 +29,7 @@ from stream.rules.model import (
 from stream.timeutil import TimeParseError, parse_duration
 
 
-class RuleError(ValueError):
+class RuleError(ConfigurationError):
     """A rule file is unreadable or invalid; the message says where and why."""
 
 

@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.alerts.decision import Decision
+from stream.errors import ConfigurationError
 from stream.rules.compiled import CompiledRule
 from stream.window.model import RowResult
+
+
+class StoreConfigError(ConfigurationError):
+    """A store URL or setting that cannot work."""
 
 
 @dataclass
