@@ -44,14 +44,23 @@ print(time.perf_counter() - t0, n)
 def ensure_data(path: Path, records: int) -> None:
     if path.exists():
         return
-    subprocess.run([sys.executable, str(ROOT / "loadtest" / "gen_data.py"), str(path),
-                    "--records", str(records)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "loadtest" / "gen_data.py"),
+            str(path),
+            "--records",
+            str(records),
+        ],
+        check=True,
+    )
 
 
 def raw_scan(path: Path) -> tuple[float, float]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", RAW_SCAN, str(path)], check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", RAW_SCAN, str(path)], check=True, capture_output=True, text=True
+    ).stdout.split()
     return time.perf_counter() - t0, float(out[0])
 
 
@@ -99,9 +108,23 @@ def core(path: Path) -> tuple[float, int]:
 
 def replay(path: Path, *extra: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "stream", "replay", "--as-of", "2026-11-30T12:00:00Z",
-                    "--alerts", "/dev/null", *extra, str(path)], check=True, cwd=ROOT,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "replay",
+            "--as-of",
+            "2026-11-30T12:00:00Z",
+            "--alerts",
+            "/dev/null",
+            *extra,
+            str(path),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     return time.perf_counter() - t0
 
 
@@ -124,8 +147,10 @@ def main() -> None:
     core_s = min(c[0] for c in core_runs)
     rep = best(lambda: replay(path))
     val = best(lambda: replay(path, "--validate-all"))
-    print(f"data: {path} ({n} records, {size / 1e6:.0f} MB, {size / n:.0f} B/record, "
-          f"{core_runs[0][1]} matched)")
+    print(
+        f"data: {path} ({n} records, {size / 1e6:.0f} MB, {size / n:.0f} B/record, "
+        f"{core_runs[0][1]} matched)"
+    )
     print(f"{'measure':<34}{'records/s':>12}{'x raw scan':>12}{'x naive':>10}")
     rows = [
         ("raw scan, whole process", raw_whole),
@@ -138,8 +163,10 @@ def main() -> None:
     for name, secs in rows:
         print(f"{name:<34}{n / secs:>12,.0f}{raw_whole / secs:>12.2f}{naive / secs:>10.2f}")
     ok = raw_whole / rep >= 0.8
-    print(f"goal replay >= 0.8 x raw scan (whole process): {'met' if ok else 'NOT met'} "
-          f"({raw_whole / rep:.2f})")
+    print(
+        f"goal replay >= 0.8 x raw scan (whole process): {'met' if ok else 'NOT met'} "
+        f"({raw_whole / rep:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -19,18 +19,34 @@ from pathlib import Path
 
 BASE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PROCS = [
-    ("msedge.exe", "Microsoft Corporation",
-     "c:\\program files (x86)\\microsoft\\edge\\application\\msedge.exe"),
+    (
+        "msedge.exe",
+        "Microsoft Corporation",
+        "c:\\program files (x86)\\microsoft\\edge\\application\\msedge.exe",
+    ),
     ("svchost.exe", "Microsoft Corporation", "c:\\windows\\system32\\svchost.exe"),
-    ("teams.exe", "Microsoft Corporation",
-     "c:\\users\\d.okafor\\appdata\\local\\microsoft\\teams\\current\\teams.exe"),
+    (
+        "teams.exe",
+        "Microsoft Corporation",
+        "c:\\users\\d.okafor\\appdata\\local\\microsoft\\teams\\current\\teams.exe",
+    ),
     ("chrome.exe", "Google LLC", "c:\\program files\\google\\chrome\\application\\chrome.exe"),
-    ("OneDrive.exe", "Microsoft Corporation",
-     "c:\\users\\d.okafor\\appdata\\local\\microsoft\\onedrive\\onedrive.exe"),
+    (
+        "OneDrive.exe",
+        "Microsoft Corporation",
+        "c:\\users\\d.okafor\\appdata\\local\\microsoft\\onedrive\\onedrive.exe",
+    ),
 ]
-URLS = ["login.microsoftonline.com", "www.bing.com", "outlook.office365.com", None, None,
-        "https://portal.fabrikam.example/sign-in?next=%2F", "edge.microsoft.com",
-        "clients4.google.com"]
+URLS = [
+    "login.microsoftonline.com",
+    "www.bing.com",
+    "outlook.office365.com",
+    None,
+    None,
+    "https://portal.fabrikam.example/sign-in?next=%2F",
+    "edge.microsoft.com",
+    "clients4.google.com",
+]
 
 
 def stamp(t: datetime) -> str:
@@ -50,12 +66,20 @@ def network(rnd: random.Random, i: int, kind: str) -> dict:
         proc, company = "updater.exe", rnd.choice(["SplashtopInc", "Splashtop Inc."])
         url = "cdn.notsplashtop.com"
     props = {
-        "Timestamp": stamp(t), "DeviceId": f"{dev:040x}", "DeviceName": f"lt-{dev:04d}.fabrikam.example",
+        "Timestamp": stamp(t),
+        "DeviceId": f"{dev:040x}",
+        "DeviceName": f"lt-{dev:04d}.fabrikam.example",
         "ActionType": rnd.choice(["ConnectionSuccess", "ConnectionFailed", "ConnectionAttempt"]),
-        "RemoteIP": f"198.51.{rnd.randrange(256)}.{rnd.randrange(256)}", "RemotePort": 443,
-        "RemoteIPType": "Public", "RemoteUrl": url, "LocalIP": f"10.20.{dev % 256}.{dev // 256}",
-        "LocalPort": rnd.randrange(49152, 65535), "LocalIPType": "Private", "Protocol": "TcpV4",
-        "InitiatingProcessFileName": proc, "InitiatingProcessFolderPath": path,
+        "RemoteIP": f"198.51.{rnd.randrange(256)}.{rnd.randrange(256)}",
+        "RemotePort": 443,
+        "RemoteIPType": "Public",
+        "RemoteUrl": url,
+        "LocalIP": f"10.20.{dev % 256}.{dev // 256}",
+        "LocalPort": rnd.randrange(49152, 65535),
+        "LocalIPType": "Private",
+        "Protocol": "TcpV4",
+        "InitiatingProcessFileName": proc,
+        "InitiatingProcessFolderPath": path,
         "InitiatingProcessCommandLine": f'"{proc}" --type=utility --utility-sub-type=network.mojom.'
         f"NetworkService --lang=en-US --service-sandbox-type=none --mojo-platform-channel-handle="
         f"{rnd.randrange(10**6)} --field-trial-handle={rnd.randrange(10**9)},i,"
@@ -66,7 +90,8 @@ def network(rnd: random.Random, i: int, kind: str) -> dict:
         "InitiatingProcessVersionInfoInternalFileName": proc,
         "InitiatingProcessVersionInfoOriginalFileName": proc,
         "InitiatingProcessVersionInfoFileDescription": proc.split(".")[0].title(),
-        "InitiatingProcessId": rnd.randrange(100, 30000), "InitiatingProcessParentId": 1234,
+        "InitiatingProcessId": rnd.randrange(100, 30000),
+        "InitiatingProcessParentId": 1234,
         "InitiatingProcessParentFileName": "explorer.exe",
         "InitiatingProcessCreationTime": stamp(t - timedelta(hours=2)),
         "InitiatingProcessParentCreationTime": stamp(t - timedelta(days=1)),
@@ -74,21 +99,36 @@ def network(rnd: random.Random, i: int, kind: str) -> dict:
         "InitiatingProcessSHA256": f"{rnd.getrandbits(256):064x}",
         "InitiatingProcessMD5": f"{rnd.getrandbits(128):032x}",
         "InitiatingProcessFileSize": rnd.randrange(10**5, 10**7),
-        "InitiatingProcessAccountDomain": "fabrikam", "InitiatingProcessAccountName": "d.okafor",
+        "InitiatingProcessAccountDomain": "fabrikam",
+        "InitiatingProcessAccountName": "d.okafor",
         "InitiatingProcessAccountSid": "S-1-5-21-375308137-164487297-2828222098-1107",
         "InitiatingProcessAccountUpn": "d.okafor@fabrikam.example",
         "InitiatingProcessAccountObjectId": "5a3c2f1e-9b8d-4c7a-a6e5-d4c3b2a19f80",
-        "InitiatingProcessIntegrityLevel": "Medium", "InitiatingProcessTokenElevation": "None",
-        "InitiatingProcessSessionId": 1, "IsInitiatingProcessRemoteSession": False,
-        "InitiatingProcessUniqueId": str(rnd.getrandbits(52)), "AppGuardContainerId": "",
-        "AdditionalFields": json.dumps({"Source Mac": "00:1a:2b:3c:4d:5e", "Tcp Flags": 2,
-                                        "Packet Size": rnd.randrange(60, 1500)}),
-        "ReportId": 10**6 + i, "MachineGroup": "EMEA Laptops",
+        "InitiatingProcessIntegrityLevel": "Medium",
+        "InitiatingProcessTokenElevation": "None",
+        "InitiatingProcessSessionId": 1,
+        "IsInitiatingProcessRemoteSession": False,
+        "InitiatingProcessUniqueId": str(rnd.getrandbits(52)),
+        "AppGuardContainerId": "",
+        "AdditionalFields": json.dumps(
+            {
+                "Source Mac": "00:1a:2b:3c:4d:5e",
+                "Tcp Flags": 2,
+                "Packet Size": rnd.randrange(60, 1500),
+            }
+        ),
+        "ReportId": 10**6 + i,
+        "MachineGroup": "EMEA Laptops",
     }
-    return {"time": stamp(t + timedelta(seconds=40)), "tenantId": "7c0a9e51-3b1f-4d52-9a55-0b8f2d6a1e01",
-            "operationName": "Publish", "category": "AdvancedHunting-DeviceNetworkEvents",
-            "_TimeReceivedBySvc": stamp(t + timedelta(seconds=20)), "properties": props,
-            "Tenant": "DefaultTenant"}
+    return {
+        "time": stamp(t + timedelta(seconds=40)),
+        "tenantId": "7c0a9e51-3b1f-4d52-9a55-0b8f2d6a1e01",
+        "operationName": "Publish",
+        "category": "AdvancedHunting-DeviceNetworkEvents",
+        "_TimeReceivedBySvc": stamp(t + timedelta(seconds=20)),
+        "properties": props,
+        "Tenant": "DefaultTenant",
+    }
 
 
 def main() -> None:

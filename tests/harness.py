@@ -28,8 +28,14 @@ class ListSink:
 
 
 async def run(
-    store: Store, messages: list[bytes], as_of: int, *, batch: int = 7,
-    rules: list[CompiledRule] | None = None, finish: bool = True, **kw: Any,
+    store: Store,
+    messages: list[bytes],
+    as_of: int,
+    *,
+    batch: int = 7,
+    rules: list[CompiledRule] | None = None,
+    finish: bool = True,
+    **kw: Any,
 ) -> tuple[Pipeline, ListSink]:
     rules = rules or seed_rules()
     sink = ListSink()

@@ -79,7 +79,9 @@ def evaluate(messages: list[bytes], as_of: int, ahead: int = 0) -> list[dict[str
         except (ValueError, UnicodeDecodeError):
             continue
         for p in rows_of(body):
-            s = lambda k: p.get(k) or ""  # noqa: E731 - null strings are ""
+            def s(k: str, p: dict[str, Any] = p) -> str:
+                return p.get(k) or ""  # null strings are ""
+
             url = s("RemoteUrl")
             company = s("InitiatingProcessVersionInfoCompanyName")
             if not (kusto_has(url, "splashtop.com") or kusto_has(url, "splashtop.eu")):

@@ -32,8 +32,9 @@ def replay(tmp_path: Path, *args: str) -> tuple[int, list[dict], list[dict]]:
 
 def test_readme_sample(tmp_path: Path, capsys) -> None:
     dead = tmp_path / "dead.jsonl"
-    code, summary, alerts = replay(tmp_path, "--as-of", AS_OF_TEXT, "--dead-letter", str(dead),
-                                   str(SAMPLE))
+    code, summary, alerts = replay(
+        tmp_path, "--as-of", AS_OF_TEXT, "--dead-letter", str(dead), str(SAMPLE)
+    )
     assert code == 0
     assert summary == [json.loads(x) for x in EXPECTED.read_text().splitlines()]
     # hand-checked: two groups on the laptop, one on the server; Report sorted, 7 digits
@@ -46,9 +47,7 @@ def test_readme_sample(tmp_path: Path, capsys) -> None:
     assert summary[1]["LastSeen"] == "2026-11-30T09:15:40.5000000Z"
     assert sorted(a["Kind"] for a in alerts) == ["new", "new", "new"]
     entries = [json.loads(x) for x in dead.read_text().splitlines()]
-    assert [(e["reason"], e["source"]) for e in entries] == [
-        ("invalid_json", f"{SAMPLE}:7")
-    ]
+    assert [(e["reason"], e["source"]) for e in entries] == [("invalid_json", f"{SAMPLE}:7")]
     err = capsys.readouterr().err
     assert "messages=10 " in err and "bad=1(invalid_json=1)" in err and "outside_lookback=1" in err
     assert "records/s=" in err and "prefiltered_out=2" in err
@@ -56,8 +55,16 @@ def test_readme_sample(tmp_path: Path, capsys) -> None:
 
 def test_summary_key_order_and_sorting(tmp_path: Path) -> None:
     _, summary, _ = replay(tmp_path, "--as-of", AS_OF_TEXT, str(SAMPLE))
-    assert list(summary[0]) == ["RuleId", "DeviceId", "DeviceName", "RemoteUrl", "FirstSeen",
-                                "LastSeen", "Report", "Count"]
+    assert list(summary[0]) == [
+        "RuleId",
+        "DeviceId",
+        "DeviceName",
+        "RemoteUrl",
+        "FirstSeen",
+        "LastSeen",
+        "Report",
+        "Count",
+    ]
     keys = [(r["RuleId"], r["DeviceId"], r["DeviceName"], r["RemoteUrl"]) for r in summary]
     assert keys == sorted(keys)
 
@@ -84,8 +91,9 @@ def test_usage_errors_exit_2_with_one_line(args, message, capsys) -> None:
 
 def test_bad_rule_file_names_file_and_key(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "config/rules/splashtop.yaml").read_text().replace(
-        "has_any:", "has_some:"))
+    bad.write_text(
+        (ROOT / "config/rules/splashtop.yaml").read_text().replace("has_any:", "has_some:")
+    )
     assert main(["replay", "--rules", str(bad), str(SAMPLE)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "where[0].RemoteUrl.has_some" in err and "unknown operator" in err
@@ -121,7 +129,7 @@ def _props(rid: int, off: int) -> dict:
 
 def test_json_document_inputs(tmp_path: Path) -> None:
     export = tmp_path / "export.json"
-    export.write_text(json.dumps([_props(1, -10**7), _props(2, -2 * 10**7)], indent=2))
+    export.write_text(json.dumps([_props(1, -(10**7)), _props(2, -2 * 10**7)], indent=2))
     api = tmp_path / "api.json"
     api.write_text(json.dumps({"Schema": [], "Results": [_props(3, -3 * 10**7)]}))
     code, summary, _ = replay(tmp_path, "--as-of", fmt(AS_OF), str(export), str(api))
@@ -133,12 +141,15 @@ def test_stdin_alerts_as_lines_arrive(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "stream", "replay", "--as-of", fmt(AS_OF), "-"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
         cwd=ROOT,
     )
     assert proc.stdin and proc.stdout
     try:
-        proc.stdin.write(json.dumps({"records": [record(_props(1, -10**7))]}).encode() + b"\n")
+        proc.stdin.write(json.dumps({"records": [record(_props(1, -(10**7)))]}).encode() + b"\n")
         proc.stdin.flush()
         t0 = time.monotonic()
         line = proc.stdout.readline()  # the alert arrives while stdin is still open
@@ -152,13 +163,24 @@ def test_stdin_alerts_as_lines_arrive(tmp_path: Path) -> None:
 
 
 @pytest.mark.redis
-def test_table_command_reads_what_replay_left_in_redis(tmp_path, redis_url, redis_prefix,
-                                                      capsys) -> None:
-    code, summary, _ = replay(tmp_path, "--as-of", AS_OF_TEXT, "--store", redis_url,
-                              "--redis-prefix", redis_prefix, str(SAMPLE))
+def test_table_command_reads_what_replay_left_in_redis(
+    tmp_path, redis_url, redis_prefix, capsys
+) -> None:
+    code, summary, _ = replay(
+        tmp_path,
+        "--as-of",
+        AS_OF_TEXT,
+        "--store",
+        redis_url,
+        "--redis-prefix",
+        redis_prefix,
+        str(SAMPLE),
+    )
     assert code == 0
     capsys.readouterr()
-    assert main(["table", "--store", redis_url, "--redis-prefix", redis_prefix,
-                 "--as-of", AS_OF_TEXT]) == 0
+    assert (
+        main(["table", "--store", redis_url, "--redis-prefix", redis_prefix, "--as-of", AS_OF_TEXT])
+        == 0
+    )
     printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert printed == summary == [json.loads(x) for x in EXPECTED.read_text().splitlines()]

@@ -24,8 +24,11 @@ DEFENDER = SHARED / "data" / "defender"
 
 
 def good(rid: int = 1, **kw) -> dict:
-    return record(network_props(DEVICES[0], AS_OF - 10**7 * rid, rid,
-                                "relay.splashtop.com", "Splashtop Inc.", **kw))
+    return record(
+        network_props(
+            DEVICES[0], AS_OF - 10**7 * rid, rid, "relay.splashtop.com", "Splashtop Inc.", **kw
+        )
+    )
 
 
 def decoder() -> Decoder:
@@ -54,10 +57,13 @@ def test_every_shared_file_decodes_without_crash(path: Path) -> None:
 
 
 def test_timestamps_keep_every_tick() -> None:
-    for text, ticks_frac in [("2026-11-30T09:00:00Z", 0), ("2026-11-30T09:00:00.1Z", 1000000),
-                             ("2026-11-30T09:00:00.18835Z", 1883500),
-                             ("2026-11-30T09:00:00.1234567Z", 1234567),
-                             ("2026-11-30T09:00:00.0000001Z", 1)]:
+    for text, ticks_frac in [
+        ("2026-11-30T09:00:00Z", 0),
+        ("2026-11-30T09:00:00.1Z", 1000000),
+        ("2026-11-30T09:00:00.18835Z", 1883500),
+        ("2026-11-30T09:00:00.1234567Z", 1234567),
+        ("2026-11-30T09:00:00.0000001Z", 1),
+    ]:
         t = parse_ticks(text)
         assert t % 10**7 == ticks_frac
     assert format_ticks(parse_ticks("2026-11-30T09:00:00.18835Z")) == "2026-11-30T09:00:00.1883500Z"
@@ -150,8 +156,10 @@ def test_bad_message_is_dead_lettered_and_other_messages_survive(reason, raw) ->
 
 
 def test_other_tables_are_skipped_and_counted() -> None:
-    other = record({"Timestamp": "2026-11-30T00:00:00Z", "DeviceId": "d", "DeviceName": "n",
-                    "ReportId": 1}, category="AdvancedHunting-SomeNewTable")
+    other = record(
+        {"Timestamp": "2026-11-30T00:00:00Z", "DeviceId": "d", "DeviceName": "n", "ReportId": 1},
+        category="AdvancedHunting-SomeNewTable",
+    )
     out = decoder().decode(orjson.dumps({"records": [other, good()]}))
     assert out.other_tables == 1 and len(out.events) == 1 and out.bad == []
 

@@ -120,8 +120,16 @@ def test_future_event_inside_skew_opens_at_once_outside_skew_later(store: Store)
     key2 = ("dev2", "host2", "relay.splashtop.com")
     gk2 = group_key(key2)
     far = AS_OF + 10 * MINUTE + 1
-    u = GroupUpdate(RULE, gk2, key2, bucket_of(gk2, RULE.buckets), {},
-                    {encode_member(far, 3, None): None}, b"{}", 0)
+    u = GroupUpdate(
+        RULE,
+        gk2,
+        key2,
+        bucket_of(gk2, RULE.buckets),
+        {},
+        {encode_member(far, 3, None): None},
+        b"{}",
+        0,
+    )
     assert call(store, "apply", [u], AS_OF, WALL) == []
     assert call(store, "tick", [RULE], AS_OF, WALL + 1) == []
     # once as_of + skew reaches the event, the timer opens the episode

@@ -24,8 +24,10 @@ SKEW = 10 * 60 * 10**7
 
 
 def check_alerts(docs: list[dict], messages: list[bytes]) -> None:
-    expected = {(r["DeviceId"], r["DeviceName"], r["RemoteUrl"]): r
-                for r in oracle.evaluate(messages, AS_OF, ahead=SKEW)}
+    expected = {
+        (r["DeviceId"], r["DeviceName"], r["RemoteUrl"]): r
+        for r in oracle.evaluate(messages, AS_OF, ahead=SKEW)
+    }
     new = [d for d in docs if d["Kind"] == "new"]
     keys = [(d["DeviceId"], d["DeviceName"], d["RemoteUrl"]) for d in new]
     assert sorted(keys) == sorted(expected), "one new alert per group in the alert range"
@@ -53,8 +55,11 @@ def test_memory_store_equals_evaluator(messages, batch, validate_all):
 
 
 @pytest.mark.redis
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(messages=message_streams(), batch=st.integers(1, 12), buckets=st.sampled_from([1, 4, 256]))
 def test_redis_store_equals_evaluator(redis_url, messages, batch, buckets):
     async def go():

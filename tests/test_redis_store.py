@@ -32,8 +32,11 @@ def stream_of(n: int, seed: int) -> list[bytes]:
         recs = []
         for j in range(rnd.randint(1, 5)):
             props = network_props(
-                rnd.choice(DEVICES), AS_OF - rnd.randint(0, 6 * DAY), rnd.randint(1, 400),
-                rnd.choice(URLS), rnd.choice(["Splashtop Inc.", "Splashtop Inc.", "Contoso"]),
+                rnd.choice(DEVICES),
+                AS_OF - rnd.randint(0, 6 * DAY),
+                rnd.randint(1, 400),
+                rnd.choice(URLS),
+                rnd.choice(["Splashtop Inc.", "Splashtop Inc.", "Contoso"]),
                 ReportId=i * 10 + j,
             )
             recs.append(record(props))
@@ -48,8 +51,19 @@ class CrashingSink:
 
 def test_crash_between_state_update_and_sink_delivers_once_more(redis_url, redis_prefix):
     rules = seed_rules()
-    msgs = [json.dumps({"records": [record(network_props(
-        DEVICES[0], AS_OF - DAY, 42, "relay.splashtop.com", "Splashtop Inc."))]}).encode()]
+    msgs = [
+        json.dumps(
+            {
+                "records": [
+                    record(
+                        network_props(
+                            DEVICES[0], AS_OF - DAY, 42, "relay.splashtop.com", "Splashtop Inc."
+                        )
+                    )
+                ]
+            }
+        ).encode()
+    ]
     raw = [RawMessage(m, "t", 1) for m in msgs]
 
     async def go():
@@ -86,22 +100,38 @@ def test_crash_between_state_update_and_sink_delivers_once_more(redis_url, redis
 
 
 def _replay_cmd(redis_url: str, prefix: str, path: Path, alerts: Path) -> list[str]:
-    return [sys.executable, "-m", "stream", "replay", "--store", redis_url, "--redis-prefix",
-            prefix, "--as-of", fmt(AS_OF), "--alerts", str(alerts), "--batch-size", "3",
-            str(path)]
+    return [
+        sys.executable,
+        "-m",
+        "stream",
+        "replay",
+        "--store",
+        redis_url,
+        "--redis-prefix",
+        prefix,
+        "--as-of",
+        fmt(AS_OF),
+        "--alerts",
+        str(alerts),
+        "--batch-size",
+        "3",
+        str(path),
+    ]
 
 
 @pytest.mark.parametrize("concurrent", [True, False], ids=["concurrent", "one-after-other"])
-def test_two_processes_on_one_redis_equal_one_process(tmp_path, redis_url, redis_prefix,
-                                                      concurrent):
+def test_two_processes_on_one_redis_equal_one_process(
+    tmp_path, redis_url, redis_prefix, concurrent
+):
     msgs = stream_of(300, seed=7)
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     # overlapping halves: the middle is delivered to both processes
     a.write_bytes(b"\n".join(msgs[:200]) + b"\n")
     b.write_bytes(b"\n".join(reversed(msgs[100:])) + b"\n")
     alerts = [tmp_path / "alerts-a.jsonl", tmp_path / "alerts-b.jsonl"]
-    cmds = [_replay_cmd(redis_url, redis_prefix, p, al) for p, al in zip((a, b), alerts,
-                                                                          strict=True)]
+    cmds = [
+        _replay_cmd(redis_url, redis_prefix, p, al) for p, al in zip((a, b), alerts, strict=True)
+    ]
     if concurrent:
         procs = [subprocess.Popen(c, cwd=ROOT, stderr=subprocess.PIPE) for c in cmds]
         for p in procs:
@@ -123,8 +153,12 @@ def test_two_processes_on_one_redis_equal_one_process(tmp_path, redis_url, redis
     assert asyncio.run(got()) == expected
     docs = [json.loads(x) for al in alerts for x in al.read_text().splitlines()]
     new = [(d["DeviceId"], d["DeviceName"], d["RemoteUrl"]) for d in docs if d["Kind"] == "new"]
-    assert sorted(new) == sorted({(r["DeviceId"], r["DeviceName"], r["RemoteUrl"])
-                                  for r in oracle.evaluate(msgs, AS_OF, ahead=10 * 60 * 10**7)})
+    assert sorted(new) == sorted(
+        {
+            (r["DeviceId"], r["DeviceName"], r["RemoteUrl"])
+            for r in oracle.evaluate(msgs, AS_OF, ahead=10 * 60 * 10**7)
+        }
+    )
 
 
 def test_keys_carry_prefix_bucket_tag_rule_and_version_and_ttl_follows_as_of(
@@ -132,8 +166,19 @@ def test_keys_carry_prefix_bucket_tag_rule_and_version_and_ttl_follows_as_of(
 ):
     rules = seed_rules(buckets=16)
     old_as_of = AS_OF - 30 * DAY  # a replay of last month: state must not vanish at once
-    msgs = [json.dumps({"records": [record(network_props(
-        DEVICES[0], old_as_of - DAY, 42, "relay.splashtop.com", "Splashtop Inc."))]}).encode()]
+    msgs = [
+        json.dumps(
+            {
+                "records": [
+                    record(
+                        network_props(
+                            DEVICES[0], old_as_of - DAY, 42, "relay.splashtop.com", "Splashtop Inc."
+                        )
+                    )
+                ]
+            }
+        ).encode()
+    ]
 
     async def go():
         s = RedisStore(redis_url, redis_prefix)
