@@ -80,6 +80,14 @@ OPTIONS: list[Option] = [
         (R, RUN),
     ),
     Option("batch_size", "int", 1000, "messages per batch", (R, RUN)),
+    Option(
+        "workers",
+        "int",
+        0,
+        "processes that prefilter a large input file in parallel (0: one per core, "
+        "1: none); results keep file order",
+        (R,),
+    ),
     # -- the live service (`rmm-stream run`, docs/operations.md) ----------------------------
     Option(
         "source",
@@ -88,6 +96,15 @@ OPTIONS: list[Option] = [
         "kafka (any Kafka, and the Event Hubs Kafka endpoint with --profile eventhubs)",
         (RUN,),
         choices=("kafka", "eventhub"),
+    ),
+    Option(
+        "runner",
+        "str",
+        "aiokafka",
+        "Kafka consumer-group implementation: faust (faust-streaming App and agent) or aiokafka "
+        "(a plain aiokafka group consumer); both commit only durable batches",
+        (RUN,),
+        choices=("faust", "aiokafka"),
     ),
     Option(
         "bootstrap_servers",
@@ -256,7 +273,7 @@ def resolve(
             out[o.name] = _convert(o, flag_value, o.flag)
         elif o.env in env:
             out[o.name] = _convert(o, env[o.env], o.env)
-        elif o.name in file_values:
+        elif file_values.get(o.name) is not None:  # `key:` with no value means unset
             out[o.name] = _convert(o, file_values[o.name], str(config_path))
         else:
             out[o.name] = o.default

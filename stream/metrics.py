@@ -117,3 +117,45 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        # -- the live service (stream/service) ---------------------------------------------
+        self.consumer_lag = Gauge(
+            "rmm_stream_consumer_lag",
+            "Messages between the partition's end (high watermark) and the group's committed "
+            "offset, for the partitions this worker holds",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "rmm_stream_commit_seconds",
+            "Time of one offset commit to the broker",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.commits = Counter(
+            "rmm_stream_commits",
+            "Offset commits by result: ok, failed (retried or left to the new owner)",
+            ["result"],
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "rmm_stream_last_commit_timestamp_seconds",
+            "Wall time of the last successful offset commit",
+            registry=r,
+        )
+        self.batch_errors = Counter(
+            "rmm_stream_batch_errors",
+            "Batches that raised and were retried (never committed until they succeed)",
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "rmm_stream_assigned_partitions",
+            "Input partitions this worker holds",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "rmm_stream_rebalances",
+            "Partition assignments received from the group coordinator",
+            registry=r,
+        )
+        self.healthy = Gauge("rmm_stream_healthy", "1 when /healthz answers 200", registry=r)
+        self.ready = Gauge("rmm_stream_ready", "1 when /readyz answers 200", registry=r)

@@ -24,7 +24,8 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from stream.alerts.decision import Decision
 from stream.rules.compiled import CompiledRule
-from stream.stores.base import GroupUpdate, Store, sort_rows
+from stream.stores.base import GroupUpdate, Store, StoreConfigError, sort_rows
+from stream.stores.factory import CLUSTER_SCHEMES
 from stream.timeutil import TICK_WIDTH, TICKS_PER_MS, TICKS_PER_SECOND
 from stream.window.model import Bounds, RowResult, compute_row
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 _PREFIX_OK = re.compile(r"[A-Za-z0-9:._/-]*\Z")
 DEFAULT_MARGIN_MS = 3_600_000  # keys outlive their last event's window by an hour
 MAX_DUE = 2**53 - 1
+SOCKET_TIMEOUT = 10.0  # seconds
 
 
 def _pad(t: int) -> str:
@@ -42,10 +44,6 @@ def _pad(t: int) -> str:
 def _script(name: str) -> str:
     base = resources.files("stream.stores") / "lua"
     return (base / "common.lua").read_text() + "\n" + (base / name).read_text()
-
-
-class StoreConfigError(ValueError):
-    pass
 
 
 def validate_prefix(prefix: str) -> str:
@@ -82,6 +80,12 @@ class RedisStore(Store):
             kwargs: dict[str, Any] = {}
             if pw and not parts.password:
                 kwargs["password"] = pw
+            # A stalled Redis (paused, failing over) must raise, not block forever, so the
+            # pipeline's retries and metrics see it; `?socket_timeout=` in the URL overrides.
+            if "socket_timeout" not in parts.query:
+                kwargs["socket_timeout"] = SOCKET_TIMEOUT
+            if "socket_connect_timeout" not in parts.query:
+                kwargs["socket_connect_timeout"] = SOCKET_TIMEOUT
             self.r = aioredis.Redis.from_url(url, decode_responses=False, **kwargs)
         self._apply_src = _script("apply.lua")
         self._tick_src = _script("tick.lua")
@@ -291,3 +295,80 @@ class RedisStore(Store):
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisClusterStore(RedisStore):
+    """The same store on Redis Cluster: `redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]`
+    (`rediss+cluster://` for TLS). The nodes are only the first ones asked; the client learns the
+    whole cluster from them. Every script call's keys share one hash tag (the bucket), so each
+    call runs on one node; the calls of a batch go out concurrently, one per bucket."""
+
+    name = "redis-cluster"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "rmm:",
+        *,
+        password: str | None = None,
+        margin_ms: int = DEFAULT_MARGIN_MS,
+        client: Any = None,
+    ) -> None:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        scheme, sep, rest = url.partition("://")
+        if scheme not in CLUSTER_SCHEMES or not sep:
+            raise StoreConfigError(
+                f"store URL {url!r}: use redis+cluster://HOST:PORT[,HOST:PORT...]"
+            )
+        auth, _, hosts = rest.rpartition("@")
+        hosts = hosts.split("/", 1)[0]
+        nodes = []
+        for hp in filter(None, (h.strip() for h in hosts.split(","))):
+            host, _, port = hp.rpartition(":")
+            if not host or not port.isdigit():
+                raise StoreConfigError(f"store URL {url!r}: {hp!r} is not HOST:PORT")
+            nodes.append(ClusterNode(host.strip("[]"), int(port)))
+        if not nodes:
+            raise StoreConfigError(f"store URL {url!r}: no HOST:PORT")
+        user, _, url_pw = auth.partition(":") if auth else ("", "", "")
+        pw = url_pw or password or os.environ.get("RMM_STREAM_REDIS_PASSWORD") or None
+        if client is None:
+            from urllib.parse import unquote
+
+            client = RedisCluster(
+                startup_nodes=nodes,
+                decode_responses=False,
+                password=unquote(pw) if pw else None,
+                username=unquote(user) if user else None,
+                ssl=scheme == "rediss+cluster",
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=SOCKET_TIMEOUT,
+            )
+        super().__init__(
+            "redis://cluster", prefix, password=password, margin_ms=margin_ms, client=client
+        )
+        self.url = url
+
+    async def _eval_many(self, sha_attr: str, calls: list[tuple[list[str], bytes]]) -> list[Any]:
+        """A cluster pipeline would split by node anyway; one concurrent call per bucket keeps
+        NOSCRIPT handling per call and needs nothing the cluster client lacks."""
+        if not calls:
+            return []
+        import asyncio
+
+        async def one(keys: list[str], arg: bytes) -> Any:
+            for attempt in range(2):
+                try:
+                    return await self.r.evalsha(getattr(self, sha_attr), len(keys), *keys, arg)
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    await self._load_scripts()  # a node restarted or was added
+            raise RuntimeError("unreachable")
+
+        results = await asyncio.gather(*(one(k, a) for k, a in calls), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        return results

@@ -1,0 +1,1 @@
+"""The live service (`rmm-stream run`): Kafka / Event Hubs consumer group -> pipeline."""
