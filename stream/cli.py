@@ -13,13 +13,13 @@ import orjson
 
 from stream import __version__
 from stream.config import ConfigError, add_options, default_rules_paths, resolve
+from stream.errors import ConfigurationError
 from stream.rules.compiled import CompiledRule
-from stream.rules.loader import RuleError, load_rules
-from stream.stores.redis import StoreConfigError
+from stream.rules.loader import load_rules
 from stream.timeutil import TimeParseError, now_ticks, parse_ticks
 
 log = logging.getLogger("rmm_stream")
-USAGE_ERRORS = (ConfigError, RuleError, StoreConfigError, TimeParseError)
+USAGE_ERRORS = (ConfigurationError,)
 
 
 class UsageError(Exception):
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compiled_rules(s: dict[str, Any]) -> list[CompiledRule]:
     paths = [Path(p) for p in s["rules"]] if s.get("rules") else default_rules_paths()
-    buckets = s.get("redis_buckets") or 256
+    buckets = s.get("redis_buckets")
+    buckets = 256 if buckets is None else buckets
     if not 1 <= buckets <= 16384:
         raise ConfigError("redis_buckets: must be 1..16384")
     return [CompiledRule(r, buckets) for r in load_rules(paths)]
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last word: a clear line, not a traceback
+        log.debug("fatal", exc_info=True)
+        print(f"rmm-stream: fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {ns.command}")
     return 2
 

@@ -109,6 +109,11 @@ class Pipeline:
         self.retries = retries
         self.tick_every_ms = tick_every_ms
         self._last_tick_ms = 0
+        self._undelivered: set[str] = set()  # outbox fields handed to the sink, not yet acked
+        # Decisions left in the outbox by a process that died are re-sent by whoever sees them
+        # first once they are this old (younger ones may still be in flight elsewhere).
+        self.outbox_sweep_ms = 60_000
+        self._last_sweep_ms = _wall_ms()
         tables: dict[str, dict[str, Any]] = {}
         self.rules_by_table: dict[str, list[CompiledRule]] = {}
         for r in rules:
@@ -122,10 +127,7 @@ class Pipeline:
     async def start(self) -> list[str]:
         """Open the store and re-send what a previous process decided but did not deliver."""
         warnings = await self._retry("open", lambda: self.store.open(self.rules))
-        pending = await self._retry("outbox", lambda: self.store.outbox(self.rules))
-        if pending:
-            log.info("re-sending %d alerts left in the outbox", len(pending))
-            await self.deliver(pending)
+        await self.resend_outbox()
         return warnings
 
     async def finish(self, as_of: int) -> None:
@@ -136,7 +138,15 @@ class Pipeline:
         await self.deliver(decisions)
 
     # -- the hot path ----------------------------------------------------------------------
-    async def process(self, messages: list[RawMessage], as_of: int | None = None) -> None:
+    async def process(
+        self,
+        messages: list[RawMessage],
+        as_of: int | None = None,
+        *,
+        ruled_out: tuple[int, int] | None = None,
+    ) -> None:
+        """ruled_out=(messages, bytes): the source ran the prefilter itself (parallel file
+        reading); `messages` are the candidates and these counts are the rest."""
         started = time.perf_counter()
         as_of = now_ticks() if as_of is None else as_of
         wall_ms = _wall_ms()
@@ -150,7 +160,10 @@ class Pipeline:
         prefiltered = decoded = records = skipped = other = matched = outside = 0
         nbytes = 0
         may_match = self.prefilter.may_match
-        record_filter = may_match if self.prefilter.enabled else None
+        record_filter_for = self.prefilter.record_filter if self.prefilter.enabled else None
+        if ruled_out is not None:
+            prefiltered, nbytes = ruled_out
+            may_match = _always
         decode = self.decoder.decode
         rules_by_table = self.rules_by_table
         lag_obs = m.event_lag.observe
@@ -161,7 +174,7 @@ class Pipeline:
             if not may_match(data):
                 prefiltered += 1
                 continue
-            dec = decode(data, record_filter)
+            dec = decode(data, record_filter_for(data) if record_filter_for else None)
             records += dec.records
             skipped += dec.skipped
             other += dec.other_tables
@@ -212,7 +225,8 @@ class Pipeline:
                         latest[key] = ev
         for key, ev in latest.items():
             updates[key].evidence = evidence_of(ev.props, ev.envelope)
-        st.messages += len(messages)
+        n_messages = len(messages) + (ruled_out[0] if ruled_out else 0)
+        st.messages += n_messages
         st.bytes += nbytes
         st.prefiltered += prefiltered
         st.records += records
@@ -221,7 +235,7 @@ class Pipeline:
         st.other_tables += other
         st.matched += matched
         st.outside_lookback += outside
-        m.messages.inc(len(messages))
+        m.messages.inc(n_messages)
         m.bytes.inc(nbytes)
         m.last_event.set(now_unix)
         for outcome, n in (
@@ -235,7 +249,7 @@ class Pipeline:
         ):
             if n:
                 m.records.labels(outcome).inc(n)
-        m.batch_size.observe(len(messages))
+        m.batch_size.observe(n_messages)
         if dead and self.dead_letter is not None:
             await self.dead_letter.write(dead)
             m.dead_letters.inc(len(dead))
@@ -256,13 +270,27 @@ class Pipeline:
         as_of = now_ticks() if as_of is None else as_of
         decisions = await self._retry("tick", lambda: self.store.tick(self.rules, as_of, wall))
         await self.deliver(decisions)
+        if wall - self._last_sweep_ms >= self.outbox_sweep_ms:
+            self._last_sweep_ms = wall
+            await self.resend_outbox(older_than_ms=self.outbox_sweep_ms)
+
+    async def resend_outbox(self, older_than_ms: int = 0) -> int:
+        """Deliver outbox entries decided at least older_than_ms ago; return how many."""
+        cutoff = _wall_ms() - older_than_ms
+        pending = await self._retry("outbox", lambda: self.store.outbox(self.rules))
+        stale = [d for d in pending if d.decided_ms <= cutoff]
+        if stale:
+            log.info("re-sending %d alerts left in the outbox", len(stale))
+            await self.deliver(stale)
+        return len(stale)
 
     # -- alerts ----------------------------------------------------------------------------
     async def deliver(self, decisions: list[Decision]) -> None:
         """Build alert documents, hand them to the sink, and only then clear the outbox."""
         if not decisions:
             return
-        self.metrics.outbox_depth.inc(len(decisions))
+        self._undelivered.update(d.field for d in decisions)
+        self.metrics.outbox_depth.set(len(self._undelivered))
         docs: list[dict[str, Any]] = []
         groups: dict[tuple[str, int], list[Decision]] = {}
         for d in decisions:
@@ -288,7 +316,8 @@ class Pipeline:
             raise
         delivered = [d for d in decisions if d.rule_id in self.by_id]
         await self._retry("ack", lambda: self.store.ack(self.rules, delivered))
-        self.metrics.outbox_depth.dec(len(decisions))
+        self._undelivered.difference_update(d.field for d in delivered)
+        self.metrics.outbox_depth.set(len(self._undelivered))
         for d in delivered:
             self.stats.alerts[d.kind] += 1
             self.metrics.alerts.labels(d.rule_id, d.kind).inc()
@@ -328,6 +357,10 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(
         exc, RConnErr | RTimeout | BusyLoadingError | ClusterDownError | TryAgainError
     )
+
+
+def _always(data: bytes) -> bool:
+    return True
 
 
 def _wall_ms() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ from stream.pipeline import Pipeline
 from stream.sinks.deadletter import DeadLetterFile
 from stream.sinks.jsonl import JsonLinesSink
 from stream.sources.files import SourceError, file_batches, stdin_batches
+from stream.sources.parallel import parallel_batches, worth_it
 from stream.stores.factory import make_store
 from stream.timeutil import now_ticks
 
@@ -32,11 +34,19 @@ class _DocSink:
 
 
 def load_exclusions_for(s: dict[str, Any], rules: list[Any], metrics: Metrics) -> Any:
+    """The exclusions file of --exclusions / `exclusions:`, or None. Expiry is judged at the
+    query's now(): --as-of when given, else the clock at start."""
     if not s.get("exclusions"):
         return None
     from stream.exclusions.loader import load_exclusions
 
-    return load_exclusions(s["exclusions"], [r.id for r in rules], metrics=metrics)
+    as_of = as_of_ticks(s)
+    return load_exclusions(
+        s["exclusions"],
+        [r.id for r in rules],
+        metrics=metrics,
+        now=as_of if as_of is not None else now_ticks(),
+    )
 
 
 async def run_replay(s: dict[str, Any], inputs: list[str]) -> int:
@@ -67,6 +77,7 @@ async def run_replay(s: dict[str, Any], inputs: list[str]) -> int:
         validate_all=bool(s.get("validate_all")),
     )
     batch = int(s.get("batch_size") or 1000)
+    workers = int(s.get("workers") or 0) or min(os.cpu_count() or 1, 4)
     # Files: one now() for the whole run, as in KQL. stdin: the window moves with the clock.
     run_as_of = fixed_as_of if fixed_as_of is not None else now_ticks()
     try:
@@ -80,6 +91,11 @@ async def run_replay(s: dict[str, Any], inputs: list[str]) -> int:
                         await pipe.process(msgs, run_as_of)
                     else:
                         await pipe.maybe_tick(run_as_of)
+            elif pipe.prefilter.enabled and worth_it(path, workers) and not path.endswith(".json"):
+                async for pb in parallel_batches(path, pipe.prefilter, workers, batch):
+                    await pipe.process(
+                        pb.messages, run_as_of, ruled_out=(pb.ruled_out, pb.ruled_out_bytes)
+                    )
             else:
                 try:
                     for msgs in file_batches(path, batch):

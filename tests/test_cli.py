@@ -184,3 +184,62 @@ def test_table_command_reads_what_replay_left_in_redis(
     )
     printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert printed == summary == [json.loads(x) for x in EXPECTED.read_text().splitlines()]
+
+
+def test_metrics_port_serves_prometheus_metrics_during_replay() -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "replay",
+            "--as-of",
+            fmt(AS_OF),
+            "--metrics-port",
+            str(port),
+            "--alerts",
+            os.devnull,
+            "-",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdin
+    try:
+        proc.stdin.write(json.dumps({"records": [record(_props(1, -(10**7)))]}).encode() + b"\n")
+        proc.stdin.write(b"not json but splashtop\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                    .read()
+                    .decode()
+                )
+                if "rmm_stream_messages_total 2.0" in text:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert "rmm_stream_messages_total 2.0" in text
+        assert 'rmm_stream_bad_records_total{reason="invalid_json"} 1.0' in text
+        assert (
+            'rmm_stream_alerts_total{kind="new",rule="7253fc17-ed4b-4c54-9612-7ad48274c294"}'
+            in text
+        )
+        assert "rmm_stream_event_lag_seconds_bucket" in text
+        assert "rmm_stream_batch_seconds_count" in text
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -171,3 +171,21 @@ def test_prefilter_never_drops_an_escaped_match() -> None:
     assert pre.may_match(b'{"RemoteUrl": "relay.spl\\u0041shtop.com"}')
     assert not pre.may_match(b'{"RemoteUrl": "www.example.com", "x": "\\u00e9"}')
     assert not pre.may_match(b'{"RemoteUrl": "www.example.com"}')
+
+
+def test_record_level_prefilter_keeps_an_escaped_record_beside_plain_ones() -> None:
+    plain = good(1)
+    plain["properties"]["RemoteUrl"] = "www.example.com"
+    plain["properties"]["InitiatingProcessVersionInfoCompanyName"] = "Contoso"
+    escaped = json.dumps(good(2)).replace("splashtop", "spl\\u0061shtop")
+    other = json.dumps(good(3))  # a plain match in the same message
+    msg = f'{{"records": [{json.dumps(plain)}, {escaped}, {other}]}}'.encode()
+
+    async def go():
+        store = MemoryStore()
+        pipe, _ = await run(store, [msg], AS_OF)
+        return pipe, await table(store, AS_OF)
+
+    pipe, rows = asyncio.run(go())
+    assert pipe.stats.skipped == 1 and pipe.stats.matched == 2
+    assert rows[0]["Report"] == [2, 3]

@@ -151,7 +151,8 @@ def test_two_processes_on_one_redis_equal_one_process(
             await s.close()
 
     assert asyncio.run(got()) == expected
-    docs = [json.loads(x) for al in alerts for x in al.read_text().splitlines()]
+    # a process that lost every race decided no alert and never created its file
+    docs = [json.loads(x) for al in alerts if al.exists() for x in al.read_text().splitlines()]
     new = [(d["DeviceId"], d["DeviceName"], d["RemoteUrl"]) for d in docs if d["Kind"] == "new"]
     assert sorted(new) == sorted(
         {
@@ -215,3 +216,42 @@ def test_warns_when_redis_may_evict(redis_url, redis_prefix):
     finally:
         r.config_set("maxmemory-policy", before)
         r.close()
+
+
+def test_a_live_process_resends_what_a_dead_one_left_in_the_outbox(redis_url, redis_prefix):
+    rules = seed_rules()
+    raw = [
+        RawMessage(
+            json.dumps(
+                {
+                    "records": [
+                        record(
+                            network_props(
+                                DEVICES[0], AS_OF - DAY, 7, "relay.splashtop.com", "Splashtop Inc."
+                            )
+                        )
+                    ]
+                }
+            ).encode(),
+            "t",
+            1,
+        )
+    ]
+
+    async def go():
+        dead = RedisStore(redis_url, redis_prefix)
+        p1 = Pipeline(rules, dead, CrashingSink(), retries=0)
+        await p1.start()
+        with pytest.raises(RuntimeError):
+            await p1.process(raw, AS_OF)  # decided and recorded, never delivered
+        await dead.close()
+        live = RedisStore(redis_url, redis_prefix)
+        sink = ListSink()
+        p2 = Pipeline(rules, live, sink)
+        p2.outbox_sweep_ms = 0  # (60 s in production) sweep on every tick
+        await p2.maybe_tick(AS_OF, force=True)
+        await live.close()
+        return sink.docs
+
+    docs = asyncio.run(go())
+    assert [(d["Kind"], d["Count"]) for d in docs] == [("new", 1)]

@@ -9,6 +9,7 @@ except as \\u00XX, so an escaped `\\u0073plashtop` keeps its message (see docs/s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from stream.match.kusto import alnum_runs, ascii_lower
 from stream.rules.model import All, AnyOf, Compare, Condition, Not
@@ -93,3 +94,15 @@ class Prefilter:
                 return True
         # One regex scan is cheaper here than `in` for "\\u00": its last byte, '0', is common.
         return _LETTER_ESCAPE.search(data) is not None
+
+    def has_literal(self, data: bytes) -> bool:
+        low = data.lower()
+        return any(lit in low for lit in self.literals)
+
+    def record_filter(self, message: bytes) -> Callable[[bytes], bool]:
+        """The test for the records of a message that may match: without a letter escape
+        anywhere in the message, the literals alone decide (one regex scan per message instead
+        of one per record)."""
+        if _LETTER_ESCAPE.search(message) is None:
+            return self.has_literal
+        return self.may_match
