@@ -255,3 +255,55 @@ def test_a_live_process_resends_what_a_dead_one_left_in_the_outbox(redis_url, re
 
     docs = asyncio.run(go())
     assert [(d["Kind"], d["Count"]) for d in docs] == [("new", 1)]
+
+
+def test_password_from_environment_or_url(tmp_path, monkeypatch):
+    import shutil
+    import socket
+    import time
+
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is installed by the test command"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--requirepass",
+            "s3cret",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        async def try_open(url: str) -> None:
+            st = RedisStore(url, "pw:")
+            try:
+                await st.open(seed_rules())
+            finally:
+                await st.close()
+
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            asyncio.run(try_open(f"redis://127.0.0.1:{port}/0"))
+        asyncio.run(try_open(f"redis://:s3cret@127.0.0.1:{port}/0"))
+        monkeypatch.setenv("RMM_STREAM_REDIS_PASSWORD", "s3cret")
+        asyncio.run(try_open(f"redis://127.0.0.1:{port}/0"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
