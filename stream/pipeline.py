@@ -157,7 +157,7 @@ class Pipeline:
         latest: dict[tuple[str, str], Event] = {}
         dead: list[dict[str, Any]] = []
         excluded_docs: list[dict[str, Any]] = []
-        prefiltered = decoded = records = skipped = other = matched = outside = 0
+        prefiltered = decoded = records = skipped = other = matched = outside = n_excluded = 0
         nbytes = 0
         may_match = self.prefilter.may_match
         record_filter_for = self.prefilter.record_filter if self.prefilter.enabled else None
@@ -192,6 +192,7 @@ class Pipeline:
                     if self.exclusions is not None:
                         name = self.exclusions.first_match(rule.id, ev)
                         if name is not None:
+                            n_excluded += 1
                             st.excluded[(rule.id, name)] += 1
                             m.excluded.labels(rule.id, name).inc()
                             if self.excluded_sink is not None:
@@ -245,7 +246,7 @@ class Pipeline:
             ("bad", sum(1 for _ in dead)),
             ("matched", matched),
             ("outside_lookback", outside),
-            ("excluded", len(excluded_docs) if self.excluded_sink else 0),
+            ("excluded", n_excluded),
         ):
             if n:
                 m.records.labels(outcome).inc(n)

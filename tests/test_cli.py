@@ -226,8 +226,8 @@ def test_metrics_port_serves_prometheus_metrics_during_replay() -> None:
                     .read()
                     .decode()
                 )
-                if "rmm_stream_messages_total 2.0" in text:
-                    break
+                if "rmm_stream_messages_total 2.0" in text and "rmm_stream_alerts_total{" in text:
+                    break  # (alerts count once delivered, a moment after the batch is read)
             except OSError:
                 pass
             time.sleep(0.2)
