@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 
 from stream import __version__
-from stream.config import ConfigError, add_options, default_rules_paths, resolve
+from stream.config import ConfigError, add_options, default_rules_paths, resolve, unknown_env
 from stream.errors import ConfigurationError
 from stream.rules.compiled import CompiledRule
 from stream.rules.loader import load_rules
-from stream.timeutil import TimeParseError, now_ticks, parse_ticks
+from stream.timeutil import TimeParseError, format_ticks, now_ticks, parse_ticks
 
 log = logging.getLogger("rmm_stream")
 USAGE_ERRORS = (ConfigurationError,)
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         from stream import logs
 
         logs.setup(s.get("log_level") or "INFO", s.get("log_format") or "text")
+        for name in unknown_env():
+            log.warning("environment variable %s is not an option and is ignored", name)
         if ns.command == "replay":
             from stream.replay import run_replay
 
@@ -107,15 +109,28 @@ async def run_table(s: dict[str, Any]) -> int:
     from stream.stores.factory import make_store
 
     rules = compiled_rules(s)
+    if s["store"] == "memory":
+        raise UsageError("table reads a shared store: pass --store redis://HOST:PORT/DB")
     store = make_store(s["store"], s["redis_prefix"])
     as_of = as_of_ticks(s) or now_ticks()
     try:
         await store.open(rules)
         out = sys.stdout.buffer
+        rows = 0
         for rule in sorted(rules, key=lambda r: r.id):
             for rr in await store.table(rule, as_of):
                 out.write(orjson.dumps({"RuleId": rule.id, **rr.row}) + b"\n")
+                rows += 1
         out.flush()
+        if rows == 0:
+            log.warning(
+                "the table is empty at %s: no group of rules %s (versions %s) under prefix %r "
+                "has an event in its window; check --redis-prefix, --rules and --as-of",
+                format_ticks(as_of),
+                ", ".join(r.id for r in rules),
+                ", ".join(r.version for r in rules),
+                s["redis_prefix"],
+            )
     finally:
         await store.close()
     return 0

@@ -100,7 +100,7 @@ OPTIONS: list[Option] = [
     Option(
         "runner",
         "str",
-        "aiokafka",
+        "faust",
         "Kafka consumer-group implementation: faust (faust-streaming App and agent) or aiokafka "
         "(a plain aiokafka group consumer); both commit only durable batches",
         (RUN,),
@@ -244,7 +244,8 @@ def load_config_file(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: invalid YAML: {exc}") from None
+        one_line = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path}: invalid YAML: {one_line}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -277,6 +278,31 @@ def resolve(
             out[o.name] = _convert(o, file_values[o.name], str(config_path))
         else:
             out[o.name] = o.default
+    return out
+
+
+# Read by the code directly rather than through OPTIONS.
+_OTHER_ENV = {
+    "CONFIG",
+    "REDIS_PASSWORD",
+    "SASL_PASSWORD",
+    "EVENTHUB_CONNECTION_STRING",
+    "CACHE",
+    "RUN_DIR",
+}
+
+
+def unknown_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """RMM_STREAM_* variables that no option reads: likely typos, worth a warning."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    names = [o.env for o in OPTIONS] + [ENV_PREFIX + n for n in _OTHER_ENV]
+    out = []
+    for k in sorted(env):
+        if k.startswith(ENV_PREFIX) and k not in names:
+            close = difflib.get_close_matches(k, names, n=1, cutoff=0.8)
+            out.append(k + (f" (did you mean {close[0]}?)" if close else ""))
     return out
 
 

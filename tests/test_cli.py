@@ -243,3 +243,30 @@ def test_metrics_port_serves_prometheus_metrics_during_replay() -> None:
         proc.stdin.close()
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "  - RemoteUrl: {has_any",
+            "  - RemoteURL: {has_any",
+            "unknown column 'RemoteURL' of DeviceNetworkEvents (did you mean 'RemoteUrl'?)",
+        ),
+        (
+            "table: DeviceNetworkEvents",
+            "table: DeviceNetworkEventz",
+            "unknown table 'DeviceNetworkEventz' (did you mean 'DeviceNetworkEvents'?)",
+        ),
+        ("by: [DeviceId,", "by: [DeviceIdd,", "summarize.by: unknown column 'DeviceIdd'"),
+        ("lookback: 5d", "lookback: [5d", "invalid YAML"),
+    ],
+)
+def test_rule_typos_are_refused_not_silently_unmatched(tmp_path, capsys, old, new, message):
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / "config/rules/splashtop.yaml").read_text()
+    assert old in text
+    bad.write_text(text.replace(old, new))
+    assert main(["replay", "--rules", str(bad), str(SAMPLE)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

@@ -74,5 +74,39 @@ TABLES: dict[str, dict[str, Kind]] = {"DeviceNetworkEvents": DEVICE_NETWORK_EVEN
 IDENTITY_COLUMNS = ("DeviceId", "DeviceName", "Timestamp", "ReportId")
 
 
+# Advanced Hunting tables the Defender streaming API exports (category AdvancedHunting-<name>).
+KNOWN_TABLES = frozenset(
+    [
+        "DeviceNetworkEvents",
+        "DeviceProcessEvents",
+        "DeviceFileEvents",
+        "DeviceRegistryEvents",
+        "DeviceLogonEvents",
+        "DeviceImageLoadEvents",
+        "DeviceEvents",
+        "DeviceInfo",
+        "DeviceNetworkInfo",
+        "DeviceFileCertificateInfo",
+        "AlertInfo",
+        "AlertEvidence",
+        "EmailEvents",
+        "EmailAttachmentInfo",
+        "EmailUrlInfo",
+        "EmailPostDeliveryEvents",
+        "UrlClickEvents",
+        "IdentityLogonEvents",
+        "IdentityQueryEvents",
+        "IdentityDirectoryEvents",
+        "CloudAppEvents",
+    ]
+)
+
+
+def known_columns(table: str) -> frozenset[str] | None:
+    """The columns of a table whose schema we carry, or None when we carry none."""
+    cols = TABLES.get(table)
+    return frozenset(cols) if cols is not None else None
+
+
 def column_kind(table: str, column: str) -> Kind:
     return TABLES.get(table, {}).get(column, "dynamic")

@@ -5,12 +5,15 @@ Every error names the file and the key, so an operator can fix it without readin
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stream.decode.schema import KNOWN_TABLES, known_columns
 from stream.errors import ConfigurationError
 from stream.rules.model import (
     AGGREGATE_FUNCS,
@@ -25,6 +28,7 @@ from stream.rules.model import (
     Condition,
     Not,
     Rule,
+    condition_columns,
 )
 from stream.timeutil import TimeParseError, parse_duration
 
@@ -35,6 +39,7 @@ class RuleError(ConfigurationError):
 
 _AGG = re.compile(r"\s*(\w+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*(?:,\s*(\d+)\s*)?\)\s*\Z")
 _TOP_KEYS = {
+    "extra_columns",
     "id",
     "name",
     "description",
@@ -49,6 +54,10 @@ _TOP_KEYS = {
     "references",
 }
 _SEVERITIES = {"Informational", "Low", "Medium", "High"}
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _fail(src: str, key: str, msg: str) -> RuleError:
@@ -177,6 +186,8 @@ def rule_from_data(data: Any, src: str) -> Rule:
     clash = set(by) & {a.name for a in aggs}
     if clash:
         raise _fail(src, "summarize", f"output column {sorted(clash)[0]!r} defined twice")
+    table = str(data["table"])
+    _check_columns(src, data, table, where, by, aggs)
     severity = str(data.get("severity", "Medium"))
     if severity not in _SEVERITIES:
         raise _fail(src, "severity", f"one of {sorted(_SEVERITIES)}")
@@ -193,7 +204,7 @@ def rule_from_data(data: Any, src: str) -> Rule:
     return Rule(
         id=rid,
         name=str(data["name"]),
-        table=str(data["table"]),
+        table=table,
         lookback_ticks=lookback,
         where=where,
         by=by,
@@ -208,6 +219,42 @@ def rule_from_data(data: Any, src: str) -> Rule:
     )
 
 
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_columns(
+    src: str,
+    data: dict[str, Any],
+    table: str,
+    where: All,
+    by: tuple[str, ...],
+    aggs: tuple[Aggregate, ...],
+) -> None:
+    """A misspelled table or column would make a rule silently match nothing: refuse it."""
+    if table not in KNOWN_TABLES:
+        raise _fail(src, "table", f"unknown table {table!r}{_did_you_mean(table, KNOWN_TABLES)}")
+    known = known_columns(table)
+    if known is None:
+        return
+    extra = set(_str_list(src, "extra_columns", data.get("extra_columns")))
+    allowed = known | extra
+    for key, cols in (
+        ("where", sorted(condition_columns(where))),
+        ("summarize.by", list(by)),
+        ("summarize.aggregates", [a.column for a in aggs if a.column]),
+    ):
+        for col in cols:
+            if col not in allowed:
+                raise _fail(
+                    src,
+                    key,
+                    f"unknown column {col!r} of {table}{_did_you_mean(col, allowed)}; a column "
+                    "Defender added since may be declared under extra_columns",
+                )
+
+
 def load_rule_file(path: Path) -> Rule:
     try:
         text = path.read_text(encoding="utf-8")
@@ -218,7 +265,7 @@ def load_rule_file(path: Path) -> Rule:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RuleError(f"{path}: invalid YAML: {exc}") from None
+        raise RuleError(f"{path}: invalid YAML: {_one_line(exc)}") from None
     return rule_from_data(data, str(path))
 
 

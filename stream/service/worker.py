@@ -82,8 +82,9 @@ class Service:
         self.stop_after_idle = s.get("stop_after_idle")
         self.unhealthy_after = float(s.get("unhealthy_after") or 300.0)
         self.kafka_opts = client_options(s)  # validates bootstrap and security early
-        if (s.get("runner") or "aiokafka") not in ("faust", "aiokafka"):
-            raise ConfigError(f"runner: {s['runner']!r} is not one of faust, aiokafka")
+        self.runner = s.get("runner") or BY_NAME["runner"].default
+        if self.runner not in ("faust", "aiokafka"):
+            raise ConfigError(f"runner: {self.runner!r} is not one of faust, aiokafka")
         if not s.get("alerts") and not s.get("alerts_topic"):
             raise ConfigError("run: no alert sink: give --alerts PATH|- and/or --alerts-topic")
         self.stopping = False
@@ -147,7 +148,7 @@ class Service:
             validate_all=bool(s.get("validate_all")),
             retries=None,  # the live service never gives up on the store: it stops committing
         )
-        if s.get("runner") == "faust":
+        if self.runner == "faust":
             from stream.sources.faust_source import FaustSource
 
             self.source: Any = FaustSource(s, self.metrics, stopping=lambda: self.stopping)

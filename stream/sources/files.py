@@ -112,7 +112,7 @@ async def stdin_batches(
             for line in parts:
                 n += 1
                 if line.strip():
-                    out.append(RawMessage(line, "-", n))
+                    out.append(RawMessage(line + b"\n", "-", n))  # as the file reader sees it
         if done and tail.strip():
             out.append(RawMessage(tail, "-", n + 1))
         for i in range(0, len(out), batch):
