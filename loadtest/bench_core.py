@@ -9,7 +9,9 @@ Baselines (same bytes, same run):
   naive loop   `orjson.loads` of every message + dict lookups + substring checks, in-process.
 Measured:
   core         Pipeline.process over the file with the memory store, in-process;
-  replay       the whole `rmm-stream replay` process (default mode), wall clock incl. start-up;
+  replay       the whole `rmm-stream replay` process (default mode: one prefilter worker
+               process per core, results in file order), wall clock incl. start-up; and the
+               same with --workers 1 (everything in one process, one core);
   validate-all the same with --validate-all (every message decoded and checked).
 Goal (issue #2): replay >= 0.8 x raw scan, and well above the naive loop. Machines are noisy:
 read the ratios, not the absolute numbers; each figure is the best of --repeat runs.
@@ -146,6 +148,7 @@ def main() -> None:
     core_runs = [core(path) for _ in range(a.repeat)]
     core_s = min(c[0] for c in core_runs)
     rep = best(lambda: replay(path))
+    rep1 = best(lambda: replay(path, "--workers", "1"))
     val = best(lambda: replay(path, "--validate-all"))
     print(
         f"data: {path} ({n} records, {size / 1e6:.0f} MB, {size / n:.0f} B/record, "
@@ -158,6 +161,7 @@ def main() -> None:
         ("naive orjson loop", naive),
         ("core hot path (in-process)", core_s),
         ("rmm-stream replay, whole process", rep),
+        ("  the same with --workers 1", rep1),
         ("rmm-stream replay --validate-all", val),
     ]
     for name, secs in rows:
