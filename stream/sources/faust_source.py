@@ -290,7 +290,10 @@ class FaustSource:
             except asyncio.CancelledError:
                 if b is not None:
                     self._disarm(b)
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # faust stops the agent
+                # Only the batch was abandoned (stop requested): it stays unacknowledged.
             except Exception:  # never let faust ack a batch because something raised here
                 log.exception("faust agent: handing over a batch failed; it is not committed")
                 if b is not None:

@@ -36,6 +36,17 @@ def redis_cluster() -> str:
     return "redis+cluster://" + _need("REDIS_CLUSTER_NODES")
 
 
+RUNNERS = ("aiokafka", "faust")
+
+
+@pytest.fixture(params=RUNNERS)
+def runner(request, monkeypatch) -> str:
+    """Each Kafka test runs once per runner (stream/sources/kafka.py, faust_source.py): the
+    service subprocesses inherit RMM_STREAM_RUNNER."""
+    monkeypatch.setenv("RMM_STREAM_RUNNER", request.param)
+    return request.param
+
+
 @pytest.fixture
 def workers():
     """Every worker a test starts; those still running at the end are killed (by pid)."""

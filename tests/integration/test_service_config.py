@@ -138,3 +138,88 @@ def test_redis_cluster_url() -> None:
 def test_alert_key_is_rule_and_group() -> None:
     doc = {"RuleId": "r1", "Group": {"DeviceId": "d", "DeviceName": "n", "RemoteUrl": None}}
     assert alert_key(doc) == b'r1:["d","n",null]'
+
+
+def test_runner_option() -> None:
+    assert _run_settings()["runner"] in ("faust", "aiokafka")
+    ns = argparse.Namespace()
+    assert resolve("run", ns, environ={"RMM_STREAM_RUNNER": "faust"})["runner"] == "faust"
+    assert resolve("run", ns, environ={"RMM_STREAM_RUNNER": "aiokafka"})["runner"] == "aiokafka"
+    with pytest.raises(ConfigError, match="runner"):
+        resolve("run", ns, environ={"RMM_STREAM_RUNNER": "kstreams"})
+
+
+def test_faust_settings_from_the_client_options() -> None:
+    """The faust runner's App settings: Event Hubs security and timeouts, nothing declared,
+    no leader topic, no web server, faust's own commits out of the way."""
+    from faust import SASLCredentials, SSLCredentials
+
+    from stream.sources.faust_source import faust_settings
+    from stream.sources.kafka import MAX_PARTITION_FETCH
+
+    s = _run_settings(
+        bootstrap_servers="ns.servicebus.windows.net:9093",
+        profile="eventhubs",
+        sasl_password=SECRET,
+        topic=["t"],
+    )
+    f = faust_settings(s, client_options(s))
+    creds = f["broker_credentials"]
+    assert isinstance(creds, SASLCredentials)
+    assert creds.protocol.value == "SASL_SSL" and creds.mechanism.value == "PLAIN"
+    assert (creds.username, creds.password) == ("$ConnectionString", SECRET)
+    assert creds.ssl_context is not None
+    assert SECRET not in repr(creds)
+    assert f["broker"] == ["kafka://ns.servicebus.windows.net:9093"]
+    assert (f["broker_request_timeout"], f["broker_session_timeout"]) == (60.0, 30.0)
+    assert f["broker_heartbeat_interval"] == 3.0
+    assert f["consumer_metadata_max_age_ms"] == f["producer_metadata_max_age_ms"] == 180_000
+    assert f["consumer_connections_max_idle_ms"] == 180_000 < 240_000
+    assert f["producer_max_request_size"] == 1_000_000
+    assert f["consumer_max_fetch_size"] == MAX_PARTITION_FETCH
+    assert f["topic_allow_declare"] is False and f["topic_disable_leader"] is True
+    assert f["web_enabled"] is False and f["stream_wait_empty"] is False
+    assert f["value_serializer"] == "raw" and f["consumer_auto_offset_reset"] == "latest"
+    assert f["broker_commit_interval"] > 86_400 and f["broker_commit_every"] > 10**9
+
+    s = _run_settings(
+        bootstrap_servers="a:9092",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="svc",
+        sasl_password="pw",
+        starting_position="earliest",
+    )
+    f = faust_settings(s, client_options(s))
+    creds = f["broker_credentials"]
+    assert creds.protocol.value == "SASL_PLAINTEXT" and creds.mechanism.value == "SCRAM-SHA-256"
+    assert creds.ssl_context is None and f["consumer_auto_offset_reset"] == "earliest"
+    assert (f["broker_request_timeout"], f["broker_session_timeout"]) == (40.0, 10.0)
+    s = _run_settings(bootstrap_servers="a:9093", security_protocol="SSL")
+    assert isinstance(faust_settings(s, client_options(s))["broker_credentials"], SSLCredentials)
+    s = _run_settings(bootstrap_servers="a:9092")
+    assert "broker_credentials" not in faust_settings(s, client_options(s))
+
+
+def test_faust_runner_builds_and_exports_faust_metrics() -> None:
+    """Without a broker: the App is built with our settings, faust's commits are off, and
+    faust's Prometheus sensor writes into our registry."""
+    import asyncio
+
+    from prometheus_client import generate_latest
+
+    from stream.metrics import Metrics
+    from stream.sources.faust_source import FaustSource, _Consumer
+
+    async def build() -> None:
+        m = Metrics()
+        src = FaustSource(_run_settings(bootstrap_servers="127.0.0.1:9", topic=["a", "b", "a"]), m)
+        assert src.topics == ["a", "b"]
+        assert src.app.conf.id == "rmm-stream" and src.app.conf.web_enabled is False
+        assert src.app.conf.topic_allow_declare is False
+        assert isinstance(src.app.consumer, _Consumer)
+        assert await src.app.consumer.commit() is False  # faust never commits by itself
+        text = generate_latest(m.registry).decode()
+        assert "faust_messages_received" in text and "rmm_stream_commit_seconds" in text
+
+    asyncio.run(build())
