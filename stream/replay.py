@@ -22,17 +22,6 @@ from stream.timeutil import now_ticks
 log = logging.getLogger("rmm_stream")
 
 
-class _DocSink:
-    def __init__(self, target: str) -> None:
-        self.sink = JsonLinesSink(target)
-
-    async def write(self, docs: list[dict[str, Any]]) -> None:
-        self.sink.write_docs(docs)
-
-    def close(self) -> None:
-        self.sink.close()
-
-
 def load_exclusions_for(s: dict[str, Any], rules: list[Any], metrics: Metrics) -> Any:
     """The exclusions file of --exclusions / `exclusions:`, or None. Expiry is judged at the
     query's now(): --as-of when given, else the clock at start."""
@@ -59,9 +48,9 @@ async def run_replay(s: dict[str, Any], inputs: list[str]) -> int:
     metrics = Metrics()
     exclusions = load_exclusions_for(s, rules, metrics)
     store = make_store(s["store"], s["redis_prefix"])
-    alerts = _DocSink(s["alerts"] or "-")
+    alerts = JsonLinesSink(s["alerts"] or "-")
     dead = DeadLetterFile(s["dead_letter"]) if s.get("dead_letter") else None
-    excluded = _DocSink(s["excluded"]) if s.get("excluded") else None
+    excluded = JsonLinesSink(s["excluded"]) if s.get("excluded") else None
     if s.get("metrics_port"):
         from prometheus_client import start_http_server
 

@@ -39,17 +39,6 @@ STOP_GRACE = 25.0  # seconds after SIGTERM before the batch in hand is abandoned
 READY_STALE = 30.0  # /readyz fails when the last good broker or Redis check is older than this
 
 
-class _DocSink:
-    def __init__(self, target: str) -> None:
-        self.sink = JsonLinesSink(target)
-
-    async def write(self, docs: list[dict[str, Any]]) -> None:
-        self.sink.write_docs(docs)
-
-    def close(self) -> None:
-        self.sink.close()
-
-
 _URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]+@")
 
 
@@ -117,7 +106,7 @@ class Service:
             self.producer = KafkaProducerHolder(self.kafka_opts, max_request_size=max_req)
         alert_sinks: list[Any] = []
         if s.get("alerts"):
-            alert_sinks.append(_DocSink(s["alerts"]))
+            alert_sinks.append(JsonLinesSink(s["alerts"]))
         if s.get("alerts_topic"):
             from stream.sinks.kafka import KafkaAlertSink
 
@@ -129,7 +118,7 @@ class Service:
             from stream.sinks.kafka import KafkaDeadLetterSink
 
             dead_sinks.append(KafkaDeadLetterSink(self.producer, s["dead_letter_topic"]))
-        excluded = _DocSink(s["excluded"]) if s.get("excluded") else None
+        excluded = JsonLinesSink(s["excluded"]) if s.get("excluded") else None
         self.closers = [*alert_sinks, *dead_sinks, *([excluded] if excluded else [])]
         self.pipe = Pipeline(
             self.rules,

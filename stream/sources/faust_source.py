@@ -57,6 +57,9 @@ from stream.sources.kafka import (
     _tps,
     client_options,
     describe,
+    fetch_ends,
+    group_caught_up,
+    record_lag,
 )
 
 log = logging.getLogger("rmm_stream")
@@ -477,29 +480,10 @@ class FaustSource:
         /readyz (True when the broker answered)."""
         if not self._probe_started:
             return False
-        tps = sorted(self.assigned)
-        try:
-            if tps:
-                ends = await asyncio.wait_for(self.probe.end_offsets(tps), 15)
-            else:
-                await asyncio.wait_for(self.probe._client.fetch_all_metadata(), 15)
-                ends = {}
-        except (KafkaError, TimeoutError, OSError) as exc:
-            log.debug("broker check failed: %s", exc)
+        ends = await fetch_ends(self.probe, sorted(self.assigned))
+        if ends is None or self.app._crashed.is_set():
             return False
-        if self.app._crashed.is_set():
-            return False
-        lagging = False
-        for tp, end in ends.items():
-            self.end[tp] = end
-            if tp not in self.assigned:
-                continue
-            c = self.committed.get(tp)
-            lag = end - c if c is not None else end
-            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
-            lagging = lagging or lag > 0
-        if not lagging:
-            self.last_progress = time.monotonic()
+        record_lag(self, ends)
         return True
 
     def stalled_for(self) -> float:
@@ -514,17 +498,4 @@ class FaustSource:
     async def caught_up(self) -> bool:
         """Committed offset == end offset for every partition of every input topic (the
         group's commits, whoever made them), read from the broker now."""
-        try:
-            await asyncio.wait_for(self.probe._client.force_metadata_update(), 15)
-            tps = self.all_partitions()
-            if len(tps) == 0 or any(not self.probe.partitions_for_topic(t) for t in self.topics):
-                return False
-            ends = await asyncio.wait_for(self.probe.end_offsets(tps), 15)
-            for tp in tps:
-                c = await asyncio.wait_for(self.probe.committed(tp), 15)
-                if (c or 0) != ends[tp]:
-                    return False
-        except (KafkaError, TimeoutError, OSError, IllegalStateError) as exc:
-            log.debug("caught-up check failed: %s", exc)
-            return False
-        return True
+        return await group_caught_up(self.probe, self.topics, self.all_partitions)

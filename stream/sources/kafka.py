@@ -291,27 +291,10 @@ class KafkaSource:
     async def refresh_lag(self) -> bool:
         """Read the end offsets of the partitions held and set the lag gauges. Also the
         broker check of /readyz: True when the broker answered."""
-        tps = sorted(self.assigned)
-        try:
-            if tps:
-                ends = await asyncio.wait_for(self.consumer.end_offsets(tps), 15)
-            else:
-                await asyncio.wait_for(self.consumer._client.fetch_all_metadata(), 15)
-                ends = {}
-        except (KafkaError, TimeoutError, OSError) as exc:
-            log.debug("broker check failed: %s", exc)
+        ends = await fetch_ends(self.consumer, sorted(self.assigned))
+        if ends is None:
             return False
-        lagging = False
-        for tp, end in ends.items():
-            self.end[tp] = end
-            if tp not in self.assigned:
-                continue
-            c = self.committed.get(tp)
-            lag = end - c if c is not None else end
-            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
-            lagging = lagging or lag > 0
-        if not lagging:
-            self.last_progress = time.monotonic()
+        record_lag(self, ends)
         return True
 
     def stalled_for(self) -> float:
@@ -323,20 +306,54 @@ class KafkaSource:
     async def caught_up(self) -> bool:
         """Committed offset == end offset for every partition of every input topic (the
         group's commits, whoever made them), read from the broker now."""
-        try:
-            await asyncio.wait_for(self.consumer._client.force_metadata_update(), 15)
-            tps = self.all_partitions()
-            if len(tps) == 0 or any(not self.consumer.partitions_for_topic(t) for t in self.topics):
-                return False
-            ends = await asyncio.wait_for(self.consumer.end_offsets(tps), 15)
-            for tp in tps:
-                c = await asyncio.wait_for(self.consumer.committed(tp), 15)
-                if (c or 0) != ends[tp]:
-                    return False
-        except (KafkaError, TimeoutError, OSError, IllegalStateError) as exc:
-            log.debug("caught-up check failed: %s", exc)
+        return await group_caught_up(self.consumer, self.topics, self.all_partitions)
+
+
+async def fetch_ends(client: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int] | None:
+    """End offsets of tps (or, with none held, a metadata round trip); None when the broker
+    did not answer. Doubles as the broker check of /readyz."""
+    try:
+        if tps:
+            return await asyncio.wait_for(client.end_offsets(tps), 15)
+        await asyncio.wait_for(client._client.fetch_all_metadata(), 15)
+        return {}
+    except (KafkaError, TimeoutError, OSError) as exc:
+        log.debug("broker check failed: %s", exc)
+        return None
+
+
+def record_lag(source: Any, ends: dict[TopicPartition, int]) -> None:
+    """Set the lag gauges of the partitions held; progress is made while none lags."""
+    lagging = False
+    for tp, end in ends.items():
+        source.end[tp] = end
+        if tp not in source.assigned:
+            continue
+        c = source.committed.get(tp)
+        lag = end - c if c is not None else end
+        source.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        lagging = lagging or lag > 0
+    if not lagging:
+        source.last_progress = time.monotonic()
+
+
+async def group_caught_up(client: Any, topics: list[str], tps: list[TopicPartition]) -> bool:
+    """Committed offset == end offset for every partition of every input topic (the group's
+    commits, whoever made them), read from the broker now."""
+    try:
+        await asyncio.wait_for(client._client.force_metadata_update(), 15)
+        tps = tps() if callable(tps) else tps
+        if len(tps) == 0 or any(not client.partitions_for_topic(t) for t in topics):
             return False
-        return True
+        ends = await asyncio.wait_for(client.end_offsets(tps), 15)
+        for tp in tps:
+            c = await asyncio.wait_for(client.committed(tp), 15)
+            if (c or 0) != ends[tp]:
+                return False
+    except (KafkaError, TimeoutError, OSError, IllegalStateError) as exc:
+        log.debug("caught-up check failed: %s", exc)
+        return False
+    return True
 
 
 def _tps(tps: Any) -> str:
