@@ -270,3 +270,33 @@ def test_rule_typos_are_refused_not_silently_unmatched(tmp_path, capsys, old, ne
     assert main(["replay", "--rules", str(bad), str(SAMPLE)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_exclusions_demo_on_the_sample(tmp_path: Path, capsys) -> None:
+    excluded = tmp_path / "excluded.jsonl"
+    code, summary, alerts = replay(
+        tmp_path,
+        "--as-of",
+        AS_OF_TEXT,
+        "--exclusions",
+        str(ROOT / "samples/exclusions-demo.yaml"),
+        "--excluded",
+        str(excluded),
+        str(SAMPLE),
+    )
+    assert code == 0
+    # hand-checked: 09:15 UTC is 10:15 in Berlin (inside 08:00-10:30), 10:02 UTC is 11:02
+    assert [(r["RemoteUrl"], r["Count"]) for r in summary] == [
+        ("https://api.splashtop.com/v1/x", 1)
+    ]
+    names = [json.loads(x)["Exclusion"] for x in excluded.read_text().splitlines()]
+    assert sorted(names) == [
+        "cloud-vps",
+        "cloud-vps",
+        "office-hours",
+        "office-hours",
+        "office-hours",
+    ]
+    err = capsys.readouterr().err
+    assert "excluded=5(" in err and "/office-hours=3" in err and "/cloud-vps=2" in err
+    assert [a["Kind"] for a in alerts] == ["new"]
