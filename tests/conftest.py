@@ -27,17 +27,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
+def start_redis_server(workdir: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A private redis-server on a free loopback port, answering when this returns."""
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.fail("no REDIS_URL and no redis-server: run the tests with scripts/test")
+        pytest.fail("no redis-server: run the tests with scripts/test (it installs one)")
     port = _free_port()
-    tmp = tempfile.mkdtemp(prefix="rmm-redis-")
     proc = subprocess.Popen(
         [
             exe,
@@ -50,7 +45,8 @@ def redis_url() -> Iterator[str]:
             "--appendonly",
             "no",
             "--dir",
-            tmp,
+            workdir,
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -62,6 +58,17 @@ def redis_url() -> Iterator[str]:
             break
         except OSError:
             time.sleep(0.05)
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    tmp = tempfile.mkdtemp(prefix="rmm-redis-")
+    proc, port = start_redis_server(tmp)
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:

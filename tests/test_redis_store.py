@@ -266,39 +266,10 @@ def test_a_live_process_resends_what_a_dead_one_left_in_the_outbox(redis_url, re
 
 
 def test_password_from_environment_or_url(tmp_path, monkeypatch):
-    import shutil
-    import socket
-    import time
+    from tests.conftest import start_redis_server
 
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is installed by the test command"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--requirepass",
-            "s3cret",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = start_redis_server(str(tmp_path), "--requirepass", "s3cret")
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
 
         async def try_open(url: str) -> None:
             st = RedisStore(url, "pw:")

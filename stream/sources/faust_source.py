@@ -60,6 +60,7 @@ from stream.sources.kafka import (
     fetch_ends,
     group_caught_up,
     record_lag,
+    release_revoked,
 )
 
 log = logging.getLogger("rmm_stream")
@@ -325,26 +326,7 @@ class FaustSource:
 
     # -- rebalances (faust signals, run in our loop during faust's rebalance callbacks) -----
     async def _on_revoked(self, sender: Any = None, revoked: Any = (), **kw: Any) -> None:
-        revoked = {TopicPartition(tp.topic, tp.partition) for tp in revoked}
-        try:
-            await asyncio.wait_for(self.batch_lock.acquire(), self.revoke_wait)
-        except TimeoutError:
-            log.warning(
-                "rebalance: the batch in hand did not finish within %.0fs; its partitions' "
-                "new owners will re-read it",
-                self.revoke_wait,
-            )
-        else:
-            self.batch_lock.release()
-        for tp in revoked:
-            self.assigned.discard(tp)
-            self._fresh.discard(tp)
-            self.committed.pop(tp, None)
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-        self.metrics.assigned_partitions.set(len(self.assigned))
-        if revoked:
-            log.info("partitions revoked: %s", _tps(revoked))
+        await release_revoked(self, {TopicPartition(tp.topic, tp.partition) for tp in revoked})
 
     async def _on_assigned(self, sender: Any = None, assigned: Any = (), **kw: Any) -> None:
         assigned = {TopicPartition(tp.topic, tp.partition) for tp in assigned}

@@ -180,26 +180,7 @@ class KafkaSource:
 
     # -- rebalances ------------------------------------------------------------------------
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Let the batch in hand finish and commit while we still own its partitions.
-        try:
-            await asyncio.wait_for(self.batch_lock.acquire(), self.revoke_wait)
-        except TimeoutError:
-            log.warning(
-                "rebalance: the batch in hand did not finish within %.0fs; its partitions' "
-                "new owners will re-read it",
-                self.revoke_wait,
-            )
-        else:
-            self.batch_lock.release()
-        for tp in revoked:
-            self.assigned.discard(tp)
-            self._fresh.discard(tp)
-            self.committed.pop(tp, None)
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-        self.metrics.assigned_partitions.set(len(self.assigned))
-        if revoked:
-            log.info("partitions revoked: %s", _tps(revoked))
+        await release_revoked(self, revoked)
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned = set(assigned)
@@ -307,6 +288,30 @@ class KafkaSource:
         """Committed offset == end offset for every partition of every input topic (the
         group's commits, whoever made them), read from the broker now."""
         return await group_caught_up(self.consumer, self.topics, self.all_partitions)
+
+
+async def release_revoked(source: Any, revoked: set[TopicPartition]) -> None:
+    """Rebalance: let the batch in hand finish and commit while we still own its partitions,
+    then forget the revoked ones (shared by both runners)."""
+    try:
+        await asyncio.wait_for(source.batch_lock.acquire(), source.revoke_wait)
+    except TimeoutError:
+        log.warning(
+            "rebalance: the batch in hand did not finish within %.0fs; its partitions' "
+            "new owners will re-read it",
+            source.revoke_wait,
+        )
+    else:
+        source.batch_lock.release()
+    for tp in revoked:
+        source.assigned.discard(tp)
+        source._fresh.discard(tp)
+        source.committed.pop(tp, None)
+        with contextlib.suppress(KeyError):
+            source.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+    source.metrics.assigned_partitions.set(len(source.assigned))
+    if revoked:
+        log.info("partitions revoked: %s", _tps(revoked))
 
 
 async def fetch_ends(client: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int] | None:
