@@ -159,11 +159,11 @@ class Pipeline:
         excluded_docs: list[dict[str, Any]] = []
         prefiltered = decoded = records = skipped = other = matched = outside = n_excluded = 0
         nbytes = 0
-        may_match = self.prefilter.may_match
-        record_filter_for = self.prefilter.record_filter if self.prefilter.enabled else None
+        pre = self.prefilter
+        # screen(data) -> None when the message is ruled out, else the test for its records
+        screen = None if not pre.enabled else pre.admit if ruled_out is None else pre.record_filter
         if ruled_out is not None:
             prefiltered, nbytes = ruled_out
-            may_match = _always
         decode = self.decoder.decode
         rules_by_table = self.rules_by_table
         lag_obs = m.event_lag.observe
@@ -171,10 +171,13 @@ class Pipeline:
         for msg in messages:
             data = msg.data
             nbytes += len(data)
-            if not may_match(data):
-                prefiltered += 1
-                continue
-            dec = decode(data, record_filter_for(data) if record_filter_for else None)
+            record_filter = None
+            if screen is not None:
+                record_filter = screen(data)
+                if record_filter is None:
+                    prefiltered += 1
+                    continue
+            dec = decode(data, record_filter)
             records += dec.records
             skipped += dec.skipped
             other += dec.other_tables
@@ -243,7 +246,7 @@ class Pipeline:
             ("prefiltered", prefiltered),
             ("decoded", decoded),
             ("other_table", other),
-            ("bad", sum(1 for _ in dead)),
+            ("bad", len(dead)),
             ("matched", matched),
             ("outside_lookback", outside),
             ("excluded", n_excluded),
@@ -358,10 +361,6 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(
         exc, RConnErr | RTimeout | BusyLoadingError | ClusterDownError | TryAgainError
     )
-
-
-def _always(data: bytes) -> bool:
-    return True
 
 
 def _wall_ms() -> int:

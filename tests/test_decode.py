@@ -189,3 +189,14 @@ def test_record_level_prefilter_keeps_an_escaped_record_beside_plain_ones() -> N
     pipe, rows = asyncio.run(go())
     assert pipe.stats.skipped == 1 and pipe.stats.matched == 2
     assert rows[0]["Report"] == [2, 3]
+
+
+def test_admit_agrees_with_may_match() -> None:
+    pre = Prefilter(frozenset([b"splashtop"]))
+    for data in [
+        b'{"a": "SPLASHTOP"}',
+        b'{"a": "spl\\u0061shtop"}',
+        b'{"a": "x", "b": "\\u00e9"}',
+        b'{"a": "www.example.com"}',
+    ]:
+        assert (pre.admit(data) is not None) == pre.may_match(data)

@@ -95,6 +95,17 @@ class Prefilter:
         # One regex scan is cheaper here than `in` for "\\u00": its last byte, '0', is common.
         return _LETTER_ESCAPE.search(data) is not None
 
+    def admit(self, data: bytes) -> Callable[[bytes], bool] | None:
+        """One look at a message: None when it is ruled out, else the test for its records
+        (the same as may_match followed by record_filter, without scanning twice)."""
+        low = data.lower()
+        for lit in self.literals:
+            if lit in low:
+                return self.record_filter(data)
+        if _LETTER_ESCAPE.search(data) is not None:
+            return self.may_match  # letter escapes somewhere: each record needs the full test
+        return None
+
     def has_literal(self, data: bytes) -> bool:
         low = data.lower()
         return any(lit in low for lit in self.literals)

@@ -59,6 +59,8 @@ from stream.sources.kafka import (
     describe,
     fetch_ends,
     group_caught_up,
+    partitions_of,
+    record_commit,
     record_lag,
     release_revoked,
 )
@@ -438,24 +440,15 @@ class FaustSource:
             )
             log.warning("commit of %s failed (%s: %s)", _tps(mine), why, err)
             return False
-        self.metrics.commit_seconds.observe(time.perf_counter() - t0)
-        self.metrics.commits.labels("ok").inc()
-        self.metrics.last_commit.set(time.time())
-        self.last_progress = time.monotonic()
+        record_commit(self, mine, t0)
         with contextlib.suppress(Exception):
             self.app.sensors.on_commit_completed(consumer, sensor_state)
             self.app.monitor.on_tp_commit(mine)
-        for tp, o in mine.items():
-            self.committed[tp] = o
         return True
 
     # -- lag, readiness, stop-after-idle ----------------------------------------------------
     def all_partitions(self) -> list[TopicPartition]:
-        out = []
-        for t in self.topics:
-            for p in sorted(self.probe.partitions_for_topic(t) or ()):
-                out.append(TopicPartition(t, p))
-        return out
+        return partitions_of(self.probe, self.topics)
 
     async def refresh_lag(self) -> bool:
         """End offsets of the partitions held -> lag gauges; also the broker check of

@@ -253,21 +253,12 @@ class KafkaSource:
             self.metrics.commits.labels("failed").inc()
             log.warning("commit of %s failed (%s)", _tps(mine), exc)
             return False
-        self.metrics.commit_seconds.observe(time.perf_counter() - t0)
-        self.metrics.commits.labels("ok").inc()
-        self.metrics.last_commit.set(time.time())
-        self.last_progress = time.monotonic()
-        for tp, o in mine.items():
-            self.committed[tp] = o
+        record_commit(self, mine, t0)
         return True
 
     # -- lag, readiness, stop-after-idle ----------------------------------------------------
     def all_partitions(self) -> list[TopicPartition]:
-        out = []
-        for t in self.topics:
-            for p in sorted(self.consumer.partitions_for_topic(t) or ()):
-                out.append(TopicPartition(t, p))
-        return out
+        return partitions_of(self.consumer, self.topics)
 
     async def refresh_lag(self) -> bool:
         """Read the end offsets of the partitions held and set the lag gauges. Also the
@@ -288,6 +279,22 @@ class KafkaSource:
         """Committed offset == end offset for every partition of every input topic (the
         group's commits, whoever made them), read from the broker now."""
         return await group_caught_up(self.consumer, self.topics, self.all_partitions)
+
+
+def record_commit(source: Any, offsets: dict[TopicPartition, int], started: float) -> None:
+    """Bookkeeping after a successful commit (shared by both runners)."""
+    source.metrics.commit_seconds.observe(time.perf_counter() - started)
+    source.metrics.commits.labels("ok").inc()
+    source.metrics.last_commit.set(time.time())
+    source.last_progress = time.monotonic()
+    source.committed.update(offsets)
+
+
+def partitions_of(client: Any, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of the input topics, as the client's metadata knows them."""
+    return [
+        TopicPartition(t, p) for t in topics for p in sorted(client.partitions_for_topic(t) or ())
+    ]
 
 
 async def release_revoked(source: Any, revoked: set[TopicPartition]) -> None:
